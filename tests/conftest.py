@@ -1,0 +1,38 @@
+"""Shared fixtures. Lab tests (marker ``lab``) need root and network namespaces: they
+skip elsewhere, but under ``CI=true`` a lab test that cannot run fails instead."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+LAB_TOOLS = ("ip", "nft", "iptables", "turnserver")
+
+
+def lab_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "lab tests need root (network namespaces, nftables)"
+    missing = [t for t in LAB_TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"lab tests need {', '.join(missing)} (see .ci/run for the packages)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = lab_unavailable_reason()
+    if reason is None:
+        return
+    for item in items:
+        if "lab" in item.keywords:
+            if IN_CI:
+                item.add_marker(pytest.mark.usefixtures("_lab_required_in_ci"))
+            else:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def _lab_required_in_ci() -> None:
+    pytest.fail(f"lab test cannot run under CI=true: {lab_unavailable_reason()}")
