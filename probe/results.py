@@ -72,7 +72,7 @@ def _open_text(path: Path) -> io.TextIOBase:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    return open(path, encoding="utf-8", errors="replace")
 
 
 def iter_records(path: Path, warn: Warn | None = None) -> Iterator[Record]:

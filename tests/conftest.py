@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-LAB_TOOLS = ("ip", "nft", "iptables", "turnserver")
+LAB_TOOLS = ("ip", "nft", "iptables", "turnserver", "dnsmasq", "openssl")
 
 
 def lab_unavailable_reason() -> str | None:
@@ -36,3 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def _lab_required_in_ci() -> None:
     pytest.fail(f"lab test cannot run under CI=true: {lab_unavailable_reason()}")
+
+
+# The lab fixtures (``lab``, ``lab_module``) for every test that needs the lab.
+from probe.lab.testing import lab, lab_module  # noqa: E402, F401

@@ -1,0 +1,196 @@
+"""Named censor rules, one function each (the lab's counterpart of OONI's netem DPI rules).
+
+Packet rules live in the censor namespace (hop 2): an nftables table ``inet censor`` with a
+``forward`` chain (every rule has a counter, see :meth:`probe.lab.lab.Lab.rule_counters`),
+iptables-nft for the ``string`` match (SNI filtering, STUN REALM DPI), and the scapy
+injector (:mod:`probe.lab.injector`) for on-path DNS and TCP RST injection. Resolver rules
+change the lab resolver's zone (:mod:`probe.lab.dns`).
+
+Each rule is ``rule(lab, sel, **params)`` where ``sel`` is a :class:`Selection` (addresses,
+host names and ports the rule targets, resolved by the lab from ``service``/``function``/
+``hosts``/``addresses``/``ports`` keys). :data:`RULES` maps the names used in scenario files
+to the functions and to the keys each accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from probe.lab import addresses as A
+
+if TYPE_CHECKING:
+    from probe.lab.lab import Lab
+
+NFT_BASE = """\
+table inet censor {
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+    }
+}
+"""
+STUN_COOKIE = "@th,96,32 0x2112a442"  # 4 bytes into the UDP payload (8-byte header + 4)
+# WhatsApp's non-IANA STUN message types and attributes (research/endpoints.md, nDPI S6).
+APP_STUN = {
+    "whatsapp": ["@th,64,16 0x0800-0x0802", "@th,224,16 0x4000-0x4007"],
+}
+APP_REALM = {"viber": "viber", "google": "google.com", "signal": "signal.org"}
+
+
+@dataclass
+class Selection:
+    addresses: list[str] = field(default_factory=list)  # empty: any address
+    hosts: list[str] = field(default_factory=list)      # host names (DNS rules)
+    ports: list[int] = field(default_factory=list)      # empty: any port
+
+    def nft_daddr(self) -> str:
+        return f"ip daddr {{ {', '.join(self.addresses)} }} " if self.addresses else ""
+
+    def nft_saddr(self) -> str:
+        return f"ip saddr {{ {', '.join(self.addresses)} }} " if self.addresses else ""
+
+    def nft_dport(self, proto: str) -> str:
+        if not self.ports:
+            return f"meta l4proto {proto} "
+        return f"{proto} dport {{ {', '.join(str(p) for p in self.ports)} }} "
+
+
+def _nft(lab: Lab, *rules: str) -> None:
+    lab.nft("".join(f"add rule inet censor forward {rule} counter {verdict}\n"
+                    for rule, verdict in (r.rsplit(" | ", 1) for r in rules)))
+
+
+def drop_endpoint(lab: Lab, sel: Selection, proto: str = "tcp") -> None:
+    """Silently drop packets to the selected addresses (and ports): a blackhole."""
+    _nft(lab, f"{sel.nft_daddr()}{sel.nft_dport(proto)}| drop")
+
+
+def reset_endpoint(lab: Lab, sel: Selection) -> None:
+    """Answer TCP SYNs to the selected endpoints with a RST (the client sees a reset)."""
+    _nft(lab, f"{sel.nft_daddr()}{sel.nft_dport('tcp')}| reject with tcp reset")
+
+
+def reject_endpoint(lab: Lab, sel: Selection, proto: str = "tcp") -> None:
+    """Answer with ICMP admin-prohibited (what a filtering router that says so sends)."""
+    _nft(lab, f"{sel.nft_daddr()}{sel.nft_dport(proto)}| reject with icmp type admin-prohibited")
+
+
+def drop_udp_ports(lab: Lab, sel: Selection) -> None:
+    """Drop UDP to the selected ports (any address unless selected)."""
+    _nft(lab, f"{sel.nft_daddr()}{sel.nft_dport('udp')}| drop")
+
+
+def stun_dpi(lab: Lab, sel: Selection) -> None:
+    """Drop any UDP datagram carrying the STUN magic cookie (any port unless selected);
+    random bytes on the same 5-tuple pass."""
+    _nft(lab, f"{sel.nft_daddr()}{sel.nft_dport('udp')}{STUN_COOKIE} | drop")
+
+
+def app_stun_dpi(lab: Lab, sel: Selection, flavor: str = "whatsapp") -> None:
+    """Drop app-flavoured STUN only: WhatsApp's message types 0x0800-0x0802 or a first
+    attribute in 0x4000-0x4007 (nft payload match), or a REALM string (iptables string
+    match) for ``viber``/``google``/``signal``. Plain RFC 8489 STUN passes."""
+    if flavor in APP_STUN:
+        _nft(lab, *(f"{sel.nft_daddr()}{sel.nft_dport('udp')}{STUN_COOKIE} {match} | drop"
+                    for match in APP_STUN[flavor]))
+        return
+    realm = APP_REALM[flavor]
+    for address in sel.addresses or ["0.0.0.0/0"]:
+        args = ["-A", "FORWARD", "-p", "udp", "-d", address]
+        if sel.ports:
+            args += ["-m", "multiport", "--dports", ",".join(str(p) for p in sel.ports)]
+        lab.iptables([*args, "-m", "string", "--string", realm, "--algo", "bm", "-j", "DROP"])
+
+
+def sni_reset(lab: Lab, sel: Selection) -> None:
+    """Reset TLS connections whose ClientHello names a selected host (iptables string
+    match on the SNI, REJECT with tcp-reset); the same address with another SNI passes."""
+    for host in sel.hosts:
+        args = ["-A", "FORWARD", "-p", "tcp"]
+        if sel.ports:
+            args += ["-m", "multiport", "--dports", ",".join(str(p) for p in sel.ports)]
+        lab.iptables([*args, "-m", "string", "--string", host, "--algo", "bm",
+                      "-j", "REJECT", "--reject-with", "tcp-reset"])
+
+
+def dns_nxdomain(lab: Lab, sel: Selection) -> None:
+    """The resolver answers NXDOMAIN for the selected names."""
+    lab.dns.nxdomain.update(sel.hosts)
+    lab.reload_dns()
+
+
+def dns_servfail(lab: Lab, sel: Selection) -> None:
+    """The resolver answers SERVFAIL for the selected names."""
+    lab.dns.servfail.update(sel.hosts)
+    lab.reload_dns()
+
+
+def dns_bogon(lab: Lab, sel: Selection, answer: str = A.BOGON_ANSWER) -> None:
+    """The resolver answers the selected names with a bogon address."""
+    for host in sel.hosts:
+        lab.dns.bogon[host] = answer
+    lab.reload_dns()
+
+
+def dns_injection(lab: Lab, sel: Selection, answer: str = A.INJECTED_ANSWER) -> None:
+    """An on-path injector on the censor answers queries for the selected names with a
+    forged reply that wins the race; the real answer still arrives afterwards."""
+    lab.start_injector("dns", names=sel.hosts, answer=answer)
+
+
+def rst_injection(lab: Lab, sel: Selection) -> None:
+    """An on-path injector on the censor forges RSTs (to both ends) for TCP connections
+    to the selected endpoints, or for those whose payload names a selected host."""
+    lab.start_injector("rst", addresses=sel.addresses, ports=sel.ports, names=sel.hosts)
+
+
+def random_loss(lab: Lab, sel: Selection, percent: int = 10) -> None:
+    """Drop ``percent`` % of forwarded packets at random, both directions (nft numgen)."""
+    if sel.addresses:
+        _nft(lab, f"{sel.nft_daddr()}numgen random mod 100 < {percent} | drop",
+             f"{sel.nft_saddr()}numgen random mod 100 < {percent} | drop")
+    else:
+        _nft(lab, f"numgen random mod 100 < {percent} | drop")
+
+
+def throttle(lab: Lab, sel: Selection, kbytes_per_s: int = 16) -> None:
+    """Police traffic to and from the selected addresses (or all) to a rate (nft limit)."""
+    _nft(lab, f"{sel.nft_daddr()}limit rate over {kbytes_per_s} kbytes/second | drop",
+         f"{sel.nft_saddr()}limit rate over {kbytes_per_s} kbytes/second | drop")
+
+
+def offline(lab: Lab, sel: Selection) -> None:
+    """Drop everything the censor forwards: the network is down."""
+    _nft(lab, " | drop")
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    fn: Callable[..., None]
+    params: dict[str, type]            # extra keys and their types
+    needs: str                         # "addresses", "hosts", or "" (no selection needed)
+    at: tuple[str, ...] = ("censor",)  # where it may be applied
+
+
+RULES: dict[str, RuleSpec] = {
+    "drop_endpoint": RuleSpec(drop_endpoint, {"proto": str}, "addresses"),
+    "reset_endpoint": RuleSpec(reset_endpoint, {}, "addresses"),
+    "reject_endpoint": RuleSpec(reject_endpoint, {"proto": str}, "addresses"),
+    "drop_udp_ports": RuleSpec(drop_udp_ports, {}, ""),
+    "stun_dpi": RuleSpec(stun_dpi, {}, ""),
+    "app_stun_dpi": RuleSpec(app_stun_dpi, {"flavor": str}, ""),
+    "sni_reset": RuleSpec(sni_reset, {}, "hosts"),
+    "dns_nxdomain": RuleSpec(dns_nxdomain, {}, "hosts", ("resolver",)),
+    "dns_servfail": RuleSpec(dns_servfail, {}, "hosts", ("resolver",)),
+    "dns_bogon": RuleSpec(dns_bogon, {"answer": str}, "hosts", ("resolver",)),
+    "dns_injection": RuleSpec(dns_injection, {"answer": str}, "hosts"),
+    "rst_injection": RuleSpec(rst_injection, {}, ""),
+    "random_loss": RuleSpec(random_loss, {"percent": int}, ""),
+    "throttle": RuleSpec(throttle, {"kbytes_per_s": int}, ""),
+    "offline": RuleSpec(offline, {}, ""),
+}
+PARAM_CHOICES: dict[str, tuple[Any, ...]] = {
+    "proto": ("tcp", "udp"),
+    "flavor": (*APP_STUN, *APP_REALM),
+}

@@ -1,0 +1,132 @@
+"""The fake internet's own servers, run as one process inside the lab's ``inet`` namespace.
+
+``python -m probe.lab.servers CONFIG.json`` serves, on every address of the namespace:
+
+* each TCP port in ``tcp_ports``: a connection that starts with a TLS record (0x16) gets a
+  TLS handshake with the lab certificate (any SNI) and then HTTP; one that starts with an
+  HTTP method gets an HTTP answer; anything else is echoed (so a TCP connect, WhatsApp's
+  own protocol on 443/5222, or Viber's ports all connect). ``GET /bytes/N`` returns N bytes,
+  for throughput tests.
+* each UDP port in ``udp_echo_ports`` on each of ``addresses``: echo (never more bytes
+  than received).
+* ``servfail``: a DNS server at that address answering every query with SERVFAIL, the
+  upstream dnsmasq forwards the names of the ``dns_servfail`` rule to.
+
+Standard library only (plus dnspython for SERVFAIL); blocking sockets, one thread per
+connection: the lab's load is a handful of probes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+HTTP_METHODS = (b"GET ", b"HEAD", b"POST", b"PUT ", b"OPTI", b"DELE", b"PATC", b"CONN")
+MAX_BODY = 16 * 1024 * 1024
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    ssl_context: ssl.SSLContext
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: _TcpServer
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(30)
+        try:
+            first = conn.recv(4, socket.MSG_PEEK)
+            if not first:
+                return
+            if first[:1] == b"\x16":
+                tls = self.server.ssl_context.wrap_socket(conn, server_side=True)
+                self._serve(tls, tls.recv(65536))
+            else:
+                self._serve(conn, conn.recv(65536))
+        except (OSError, ssl.SSLError):
+            return
+
+    def _serve(self, conn: socket.socket, data: bytes) -> None:
+        while data:
+            if data[:4] in HTTP_METHODS:
+                self._http(conn, data)
+                return
+            conn.sendall(data)
+            data = conn.recv(65536)
+
+    def _http(self, conn: socket.socket, data: bytes) -> None:
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            more = conn.recv(65536)
+            if not more:
+                break
+            data += more
+        line = data.split(b"\r\n", 1)[0].decode("latin-1", "replace").split()
+        path = line[1] if len(line) > 1 else "/"
+        body = b"voip-probe lab\n"
+        if path.startswith("/bytes/"):
+            try:
+                body = b"x" * min(int(path.rsplit("/", 1)[1]), MAX_BODY)
+            except ValueError:
+                body = b""
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}"
+                "\r\nConnection: close\r\n\r\n").encode()
+        conn.sendall(head + (b"" if line and line[0] == "HEAD" else body))
+
+
+def _udp_echo(address: str, port: int) -> None:
+    # One socket per address: a 0.0.0.0 socket would answer from the uplink's address.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, port))
+    while True:
+        data, peer = sock.recvfrom(65535)
+        sock.sendto(data, peer)
+
+
+def _servfail(address: str) -> None:
+    import dns.message
+    import dns.rcode
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, 53))
+    while True:
+        data, peer = sock.recvfrom(65535)
+        try:
+            reply = dns.message.make_response(dns.message.from_wire(data))
+        except Exception:  # malformed query: nothing to answer
+            continue
+        reply.set_rcode(dns.rcode.SERVFAIL)
+        sock.sendto(reply.to_wire(), peer)
+
+
+def serve(config: dict[str, Any]) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(config["cert"], config["key"])
+    threads = []
+    for port in config.get("tcp_ports", []):
+        server = _TcpServer(("0.0.0.0", int(port)), _Handler)
+        server.ssl_context = context
+        threads.append(threading.Thread(target=server.serve_forever, daemon=True))
+    for port in config.get("udp_echo_ports", []):
+        for address in config["addresses"]:
+            threads.append(threading.Thread(target=_udp_echo, args=(address, int(port)),
+                                            daemon=True))
+    if config.get("servfail"):
+        threads.append(threading.Thread(target=_servfail, args=(config["servfail"],),
+                                        daemon=True))
+    for thread in threads:
+        thread.start()
+    print("ready", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    serve(json.loads(Path(sys.argv[1]).read_text()))
