@@ -45,7 +45,7 @@ PORT_UNREACHABLE = "port_unreachable"  # ICMP port unreachable on UDP
 STUN_MALFORMED_REPLY = "stun_malformed_reply"
 STUN_UNEXPECTED_REPLY = "stun_unexpected_reply"  # well-formed, but not an answer to us
 STUN_ERROR_RESPONSE = "stun_error_response"
-NOT_RESOLVED = "dns_lookup_failed"  # a check could not run because its host did not resolve
+DNS_NO_RESOLVER = "dns_no_resolver"  # no name server configured (empty resolv.conf)
 NOT_APPLICABLE = "not_applicable"  # e.g. no reflector configured for a differential test
 
 _ERRNO = {

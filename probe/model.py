@@ -116,6 +116,18 @@ class RunConfig:
 
 
 @dataclass(slots=True)
+class Identity:
+    """Who the probe is on the network. ``ip`` serves scrubbing and is never written
+    unless ``--include-ip``."""
+
+    asn: str = "AS0"
+    cc: str = "ZZ"
+    network_name: str | None = None
+    ip: str | None = None
+    source: str = "unknown"
+
+
+@dataclass(slots=True)
 class FunctionVerdict:
     status: str
     reachable: int

@@ -15,6 +15,8 @@ from probe.cli.app import app
 
 # Command modules, in the order their commands appear in --help. Add new ones here.
 COMMAND_MODULES: tuple[str, ...] = (
+    "run",
+    "targets_cmd",
 )
 
 

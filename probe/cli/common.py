@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
@@ -28,10 +28,11 @@ class UsageError(Exception):
     """Bad options, files or configuration: reported in one line, exit 2."""
 
 
-def stderr_console():  # type: ignore[no-untyped-def]
+def stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True)
+    # soft_wrap: messages stay on one line in logs and pipes (tables still fit the width).
+    return Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

@@ -1,0 +1,89 @@
+"""Scan speed of a full default scan through the network seam, with the real runner.
+
+Prints, measured side by side in one run:
+* wall time / check budget when every endpoint is unreachable (blackholed: every connect
+  waits out its budget). Goal: at most 2.3 (the main pass and the confirmation pass each
+  take about one budget, never the sum of the checks);
+* the same when every endpoint answers;
+* the ratio of running the same checks one by one (concurrency 1) to the concurrent run;
+* start-up time of `voip-probe --help` against `python -c pass` (goal: < 0.3 s more).
+
+Usage: python benchmarks/scan_speed.py [--budget 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+from probe.model import RunConfig
+from probe.runner import RunInfo, plan_units, run_plan
+from probe.targets import load_plan
+from probe.testing import FakeNetwork
+
+
+def fake_world(rule: str) -> tuple[FakeNetwork, int]:
+    plan = load_plan()
+    hosts = sorted({e.target_host for e in plan.endpoints if e.target_host})
+    names = {h: [f"198.18.{i // 250}.{i % 250 + 1}"] for i, h in enumerate(hosts)}
+    return FakeNetwork(names=names, default_rule=rule), len(plan_units(plan))
+
+
+def scan(rule: str, budget: float, concurrency: int = 256) -> tuple[float, int]:
+    plan = load_plan()
+    net, _ = fake_world(rule)
+    info = RunInfo(report_id="bench", start=datetime.now(UTC))
+    records: list[dict] = []
+    cfg = RunConfig(timeout_s=budget, concurrency=concurrency)
+    t0 = time.perf_counter()
+    asyncio.run(run_plan(plan, cfg, net, info, records.append))
+    return time.perf_counter() - t0, len(records)
+
+
+def startup(cmd: list[str], n: int = 7) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=1.0, help="check budget in seconds")
+    ap.add_argument("--small-budget", type=float, default=0.05,
+                    help="budget for the one-by-one comparison (kept small: it is slow)")
+    args = ap.parse_args()
+    _, units = fake_world("ok")
+    print(f"default scan: {units} checks per pass (dns lookups included)")
+
+    wall_dead, n_dead = scan("timeout", args.budget)
+    wall_ok, n_ok = scan("ok", args.budget)
+    print(f"all unreachable: {wall_dead:.2f} s = {wall_dead / args.budget:.2f} x budget "
+          f"({n_dead} measurements; goal <= 2.3)")
+    print(f"all answering:   {wall_ok:.3f} s = {wall_ok / args.budget:.3f} x budget "
+          f"({n_ok} measurements)")
+
+    b = args.small_budget
+    conc, _ = scan("timeout", b)
+    seq, _ = scan("timeout", b, concurrency=1)
+    print(f"one by one vs concurrent (unreachable, budget {b} s): {seq:.2f} s vs {conc:.2f} s "
+          f"= {seq / conc:.0f}x slower one by one")
+
+    base = startup([sys.executable, "-c", "pass"])
+    cli = startup([sys.executable, "-m", "probe", "--help"])
+    print(f"start-up: voip-probe --help {cli:.3f} s, python -c pass {base:.3f} s: "
+          f"+{cli - base:.3f} s ({cli / base:.1f}x; goal < +0.3 s)")
+    ok = wall_dead / args.budget <= 2.3 and cli - base < 0.3
+    print("goals met" if ok else "GOALS NOT MET")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

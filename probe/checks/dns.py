@@ -1,0 +1,296 @@
+"""DNS resolution check: A and AAAA queries over UDP to the chosen resolver.
+
+The resolver is ``--resolver IP[:PORT]`` or the first system name server
+(``/etc/resolv.conf``; inside a lab namespace, ``/etc/netns/NAME/resolv.conf``). Queries
+are built with dnspython and sent through the network seam, so that NXDOMAIN, SERVFAIL,
+REFUSED, silence, malformed replies and ICMP errors are told apart (getaddrinfo would
+fold them together). Retransmission: the same query again after 1 s, 2 s, 4 s ... within
+the budget; a reply with the wrong ID or question is ignored (recorded) and the check
+keeps waiting. A truncated reply is retried over TCP.
+
+:class:`HostResolver` shares one lookup per host between all checks of a pass; every
+lookup becomes a ``dns`` measurement (function ``dns``) for each service using the host.
+Records follow OONI df-002 (``queries[]`` with ``answers[]``, ``rcode``, ``failure``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from probe import failures
+from probe.model import Endpoint
+
+if TYPE_CHECKING:
+    from probe.checks import CheckContext, TestKeys
+    from probe.model import RunConfig
+    from probe.net import Network
+
+NAME = "dns"
+FIRST_RTO_S = 1.0
+
+_RCODE_FAILURE = {
+    "NXDOMAIN": failures.DNS_NXDOMAIN,
+    "SERVFAIL": failures.DNS_SERVFAIL,
+    "REFUSED": failures.DNS_REFUSED,
+}
+
+# How the failure of a lookup shows blocking (DESIGN.md methods).
+_METHODS = {
+    failures.DNS_NXDOMAIN: "dns_nxdomain",
+    failures.DNS_SERVFAIL: "dns_servfail",
+    failures.GENERIC_TIMEOUT: "dns_timeout",
+    failures.DNS_BOGON: "dns_bogon",
+    failures.DNS_INJECTED: "dns_injection",
+}
+
+
+def dns_methods(failure: str | None) -> list[str]:
+    """Methods for a DNS failure string; shared with checks that resolve first."""
+    method = _METHODS.get(failure or "")
+    return [method] if method else []
+
+
+def methods(test_keys: TestKeys) -> list[str]:
+    found = dns_methods(test_keys.get("failure"))
+    for extra in test_keys.get("tampering", []) or []:
+        if extra in _METHODS.values() and extra not in found:
+            found.append(extra)
+    return found
+
+
+async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
+    host = endpoint.target_host
+    if host is None:
+        raise ValueError(f"{endpoint.source}: dns endpoint without a host")
+    result = await ctx.resolver.resolve(host, ctx.deadline)
+    return dict(result.test_keys)
+
+
+@dataclass(slots=True)
+class DnsResult:
+    addresses: list[str]
+    failure: str | None
+    test_keys: TestKeys = field(default_factory=dict)
+
+
+def parse_resolver(value: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT``, ``[v6]:PORT`` or a bare IPv6 address -> (ip, port)."""
+    value = value.strip()
+    ip, port = value, 53
+    if value.startswith("["):
+        ip, _, rest = value[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif value.count(":") == 1:
+        ip, port_s = value.split(":")
+        port = int(port_s)
+    ipaddress.ip_address(ip)  # raises ValueError for a host name or garbage
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    return ip, port
+
+
+class HostResolver:
+    """Resolves each host once per pass; concurrent callers share the lookup."""
+
+    def __init__(self, net: Network, cfg: RunConfig,
+                 seed: dict[str, DnsResult] | None = None) -> None:
+        self._net = net
+        self._cfg = cfg
+        self._tasks: dict[str, asyncio.Task[DnsResult]] = {}
+        self._seed = dict(seed or {})
+        self.started: list[str] = []  # hosts looked up in this pass (not seeded)
+
+    def server(self) -> tuple[str, int] | None:
+        if self._cfg.resolver:
+            return parse_resolver(self._cfg.resolver)
+        for candidate in self._net.system_resolvers():
+            try:
+                return parse_resolver(candidate)
+            except ValueError:
+                continue
+        return None
+
+    def results(self) -> dict[str, DnsResult]:
+        return {h: t.result() for h, t in self._tasks.items() if t.done() and not t.cancelled()
+                and t.exception() is None}
+
+    async def resolve(self, host: str, deadline: float) -> DnsResult:
+        if host in self._seed:
+            return self._seed[host]
+        task = self._tasks.get(host)
+        if task is None:
+            task = asyncio.ensure_future(self._lookup(host, deadline))
+            self._tasks[host] = task
+            self.started.append(host)
+        return await asyncio.shield(task)
+
+    async def _lookup(self, host: str, deadline: float) -> DnsResult:
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            return DnsResult([str(literal)], None, {
+                "failure": None, "hostname": host, "resolver": None, "queries": [],
+                "addresses": [str(literal)], "literal": True})
+        server = self.server()
+        if server is None:
+            return DnsResult([], failures.DNS_NO_RESOLVER, {
+                "failure": failures.DNS_NO_RESOLVER, "hostname": host, "resolver": None,
+                "queries": [], "addresses": []})
+        ip, port = server
+        a, aaaa = await asyncio.gather(
+            query(self._net, ip, port, host, "A", deadline),
+            query(self._net, ip, port, host, "AAAA", deadline),
+        )
+        addresses = [*a["addresses"], *aaaa["addresses"]]
+        failure = None if addresses else _overall_failure(a["failure"], aaaa["failure"])
+        keys: TestKeys = {
+            "failure": failure,
+            "hostname": host,
+            "resolver": f"{ip}:{port}",
+            "queries": [a, aaaa],
+            "addresses": addresses,
+        }
+        return DnsResult(addresses, failure, keys)
+
+
+def _overall_failure(a: str | None, aaaa: str | None) -> str:
+    if a is None or a == failures.DNS_NO_ANSWER:
+        return aaaa or failures.DNS_NO_ANSWER
+    return a
+
+
+async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str,
+                deadline: float) -> dict[str, Any]:
+    """One question to one server, with retransmission; a df-002 query record."""
+    import dns.flags
+    import dns.message
+    import dns.rdatatype
+
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    q = dns.message.make_query(qname, dns.rdatatype.from_text(rdtype))
+    q.flags |= dns.flags.RD
+    wire = q.to_wire()
+    record: dict[str, Any] = {
+        "query_type": rdtype, "hostname": qname, "engine": "udp",
+        "resolver_address": f"{server_ip}:{port}", "transaction_id": q.id,
+        "answers": [], "addresses": [], "rcode": None, "failure": None,
+        "attempts": 0, "ignored_replies": [], "t0": 0.0, "t": 0.0,
+    }
+    try:
+        reply = await _udp_exchange(net, server_ip, port, q, wire, deadline, record)
+        if reply is not None and reply.flags & dns.flags.TC:
+            record["engine"] = "tcp"
+            reply = await _tcp_exchange(net, server_ip, port, q, wire, deadline, record)
+    except Exception as exc:  # network failures are data
+        record["failure"] = failures.classify(exc)
+        record["t"] = round(loop.time() - t0, 4)
+        return record
+    record["t"] = round(loop.time() - t0, 4)
+    if reply is None:
+        # No valid reply: say why, if something did come back (garbage, wrong ID).
+        ignored = record["ignored_replies"]
+        record["failure"] = ignored[-1]["reason"] if ignored else failures.GENERIC_TIMEOUT
+        return record
+    _fill_answers(record, reply, rdtype)
+    return record
+
+
+async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
+                        deadline: float, record: dict[str, Any]) -> Any:
+    import dns.exception
+    import dns.message
+
+    loop = asyncio.get_running_loop()
+    flow = await net.udp_open(ip, port)
+    try:
+        rto = FIRST_RTO_S
+        next_send = loop.time()
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                return None
+            if now >= next_send:
+                await flow.send(wire)
+                record["attempts"] += 1
+                next_send = now + rto
+                rto *= 2
+            wait = min(next_send, deadline) - loop.time()
+            try:
+                data = await flow.recv(max(wait, 0.0))
+            except TimeoutError:
+                continue
+            try:
+                reply = dns.message.from_wire(data)
+            except dns.exception.DNSException as exc:
+                record["ignored_replies"].append(
+                    {"reason": failures.DNS_SERVER_MISBEHAVING,
+                     "detail": f"{type(exc).__name__}", "num_bytes": len(data)})
+                continue
+            if not q.is_response(reply):
+                record["ignored_replies"].append(
+                    {"reason": failures.DNS_WRONG_QUERY_ID, "num_bytes": len(data)})
+                continue
+            return reply
+    finally:
+        flow.close()
+
+
+async def _tcp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
+                        deadline: float, record: dict[str, Any]) -> Any:
+    import dns.message
+
+    loop = asyncio.get_running_loop()
+    stream = await net.tcp_connect(ip, port, max(deadline - loop.time(), 0.0))
+    try:
+        await stream.write(struct.pack("!H", len(wire)) + wire)
+        buf = b""
+        while len(buf) < 2 or len(buf) < 2 + struct.unpack("!H", buf[:2])[0]:
+            chunk = await stream.read(65535, max(deadline - loop.time(), 0.0))
+            if not chunk:
+                raise EOFError("DNS over TCP: connection closed before the reply")
+            buf += chunk
+        reply = dns.message.from_wire(buf[2:2 + struct.unpack("!H", buf[:2])[0]])
+        if not q.is_response(reply):
+            record["ignored_replies"].append(
+                {"reason": failures.DNS_WRONG_QUERY_ID, "num_bytes": len(buf)})
+            return None
+        return reply
+    finally:
+        await stream.close()
+
+
+def _fill_answers(record: dict[str, Any], reply: Any, rdtype: str) -> None:
+    import dns.rcode
+    import dns.rdatatype
+
+    rcode = dns.rcode.to_text(reply.rcode())
+    record["rcode"] = rcode
+    for rrset in reply.answer:
+        for rdata in rrset:
+            kind = dns.rdatatype.to_text(rdata.rdtype)
+            entry: dict[str, Any] = {"answer_type": kind, "ttl": rrset.ttl}
+            if kind == "A":
+                entry["ipv4"] = rdata.address
+            elif kind == "AAAA":
+                entry["ipv6"] = rdata.address
+            elif kind == "CNAME":
+                entry["hostname"] = str(rdata.target)
+            else:
+                entry["data"] = rdata.to_text()[:200]
+            record["answers"].append(entry)
+            if kind == rdtype:
+                record["addresses"].append(rdata.address)
+    if rcode in _RCODE_FAILURE:
+        record["failure"] = _RCODE_FAILURE[rcode]
+    elif rcode != "NOERROR":
+        record["failure"] = failures.DNS_SERVER_MISBEHAVING
+    elif not record["addresses"]:
+        record["failure"] = failures.DNS_NO_ANSWER

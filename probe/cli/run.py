@@ -1,0 +1,136 @@
+"""``voip-probe run``: measure this network now and write a results file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from probe.cli.app import app
+from probe.cli.common import EXIT_USAGE, UsageError, command_boundary, fail, stderr_console
+from probe.model import NETWORK_TYPES, RunConfig
+
+HELP = """Run every check (DNS, TCP, TLS, HTTPS, STUN/TURN, UDP) against the services' endpoints
+on the network you are on now, print per service whether messaging, registration and calls
+work, and write a timestamped results file (JSON Lines) to upload later.
+
+Exit codes: 0 nothing blocked; 1 blocking or impairment found; 2 usage or configuration
+error; 3 inconclusive (the network looks offline); 4 internal error."""
+
+
+@app.command("run", help=HELP)
+def run_command(
+    targets: Annotated[list[Path] | None, typer.Option(
+        "--targets", help="Target file (TOML); repeatable. Default: the shipped files. "
+        "When given, only these files are used, controls included.")] = None,
+    services: Annotated[str | None, typer.Option(
+        "--services", help="Only these services, comma-separated (e.g. whatsapp,viber). "
+        "Controls always run.")] = None,
+    resolver: Annotated[str | None, typer.Option(
+        "--resolver", help="IP address of the DNS resolver to use (IP or IP:PORT). "
+        "Default: the system resolver.")] = None,
+    doh: Annotated[str | None, typer.Option(
+        "--doh", help="DNS-over-HTTPS URL of a control resolver, to detect tampering.")] = None,
+    reflector: Annotated[str | None, typer.Option(
+        "--reflector", help="Host of a cooperating voip-probe reflector (UDP echo/STUN), "
+        "for the UDP and differential call tests.")] = None,
+    ca_bundle: Annotated[Path | None, typer.Option(
+        "--ca-bundle", help="Extra CA certificates (PEM) to trust for TLS checks.")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Budget of each check, in seconds.")] = 10.0,
+    output: Annotated[Path, typer.Option(
+        "--output", help="Folder for the results file.")] = Path("results"),
+    network_type: Annotated[str | None, typer.Option(
+        "--network-type", help="mobile, fixed, wifi or unknown. Asked when unset and a "
+        "terminal is attached.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the run summary as JSON on stdout (human output on stderr).")]
+        = False,
+    include_ip: Annotated[bool, typer.Option(
+        "--include-ip", help="Write this network's public IP into the results (off by "
+        "default: it can identify you).")] = False,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", help="How many checks may run at once.")] = 256,
+) -> None:
+    with command_boundary():
+        cfg = build_config(resolver=resolver, doh=doh, reflector=reflector, ca_bundle=ca_bundle,
+                           timeout=timeout, network_type=network_type, include_ip=include_ip,
+                           concurrency=concurrency, interactive=not as_json)
+        from probe.targets import load_plan
+
+        wanted = services.split(",") if services else None
+        plan = load_plan(targets, wanted)
+        outcome = execute(plan, cfg, output)
+        if as_json:
+            sys.stdout.write(json.dumps(public_summary(outcome.summary), indent=2) + "\n")
+        raise typer.Exit(outcome.exit_code)
+
+
+def build_config(*, resolver: str | None, doh: str | None, reflector: str | None,
+                 ca_bundle: Path | None, timeout: float, network_type: str | None,
+                 include_ip: bool, concurrency: int, interactive: bool) -> RunConfig:
+    if timeout <= 0 or timeout > 600:
+        raise UsageError(f"--timeout must be between 0 and 600 seconds (got {timeout})")
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if resolver is not None:
+        from probe.checks.dns import parse_resolver
+
+        try:
+            parse_resolver(resolver)
+        except ValueError:
+            raise UsageError(f"--resolver must be an IP address (or IP:PORT), got {resolver!r}")\
+                from None
+    if doh is not None and not doh.startswith("https://"):
+        raise UsageError(f"--doh must be an https:// URL, got {doh!r}")
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
+    if network_type is None:
+        network_type = ask_network_type() if interactive else "unknown"
+    if network_type not in NETWORK_TYPES:
+        raise UsageError(f"--network-type must be one of {', '.join(NETWORK_TYPES)} "
+                         f"(got {network_type!r})")
+    return RunConfig(timeout_s=timeout, resolver=resolver, doh_url=doh, reflector=reflector,
+                     ca_bundle=str(ca_bundle) if ca_bundle else None, concurrency=concurrency,
+                     include_ip=include_ip, network_type=network_type)
+
+
+def ask_network_type() -> str:
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return "unknown"
+    answer = typer.prompt(
+        "Which network are you on? (mobile = 3G/4G/5G, fixed = ADSL/fibre at home, wifi, "
+        "unknown)", default="unknown", err=True)
+    return str(answer).strip().lower()
+
+
+def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` run summary (DESIGN.md contract)."""
+    keys = ("report_id", "results_file", "measurement_start_time", "network", "services")
+    out = {k: summary[k] for k in keys if k in summary}
+    if summary.get("interrupted"):
+        out["interrupted"] = True
+    return out
+
+
+def execute(plan: Any, cfg: RunConfig, output: Path) -> Any:
+    from probe.cli.live import LiveView
+    from probe.session import run_session
+
+    console = stderr_console()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--output {output}: cannot create the folder ({exc.strerror})", EXIT_USAGE)
+    n_checks = len(plan.endpoints)
+    console.print(f"[bold]voip-probe[/]: {len(plan.services)} services, {n_checks} checks, "
+                  f"budget {cfg.timeout_s:g} s per check", highlight=False)
+    with LiveView(console) as view:
+        outcome = run_session(plan, cfg, output, progress=view.update)
+    from probe.cli.render import render_summary
+
+    render_summary(console, outcome.summary)
+    return outcome

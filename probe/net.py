@@ -1,0 +1,185 @@
+"""The one network seam: every check does its I/O through a :class:`Network`.
+
+Checks never open sockets themselves, so that every check runs unchanged against the
+real network (:class:`RealNetwork`, asyncio sockets) and against fakes in unit tests
+(:mod:`probe.testing`). Operations raise ordinary exceptions (``OSError``,
+``TimeoutError``, ``ssl.SSLError``); checks turn them into failure strings with
+:func:`probe.failures.classify`.
+
+UDP flows are *connected* sockets: the kernel then reports an ICMP port-unreachable as
+``ConnectionRefusedError`` on the flow, which lets checks tell "no answer" from "ICMP
+error".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class TcpStream(Protocol):
+    local_address: tuple[str, int]
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def read(self, max_bytes: int, timeout_s: float) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class UdpFlow(Protocol):
+    """A connected UDP socket to one (ip, port)."""
+
+    local_address: tuple[str, int]
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def recv(self, timeout_s: float) -> bytes:
+        """The next datagram; TimeoutError when none comes in time, ConnectionRefusedError
+        (or another OSError) when an ICMP error arrived for this flow."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    version: str
+    cipher: str
+    peer_subject: str
+    alpn: str | None
+
+
+class Network(Protocol):
+    def system_resolvers(self) -> list[str]: ...
+
+    async def tcp_connect(self, ip: str, port: int, timeout_s: float) -> TcpStream: ...
+
+    async def tls_handshake(self, ip: str, port: int, sni: str, timeout_s: float,
+                            ca_bundle: str | None = None, verify: bool = True,
+                            alpn: Sequence[str] = ()) -> TlsInfo: ...
+
+    async def udp_open(self, ip: str, port: int) -> UdpFlow: ...
+
+
+# --- the real network ----------------------------------------------------------------
+
+
+class _AsyncioTcpStream:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        sockname = writer.get_extra_info("sockname") or ("", 0)
+        self.local_address = (str(sockname[0]), int(sockname[1]))
+
+    async def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        return await asyncio.wait_for(self._reader.read(max_bytes), timeout_s)
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.queue.put_nowait(exc)
+
+
+class _AsyncioUdpFlow:
+    def __init__(self, transport: asyncio.DatagramTransport, proto: _UdpProtocol) -> None:
+        self._transport = transport
+        self._proto = proto
+        sockname = transport.get_extra_info("sockname") or ("", 0)
+        self.local_address = (str(sockname[0]), int(sockname[1]))
+
+    async def send(self, data: bytes) -> None:
+        if self._transport.is_closing():
+            raise ConnectionResetError("UDP flow is closed")
+        self._transport.sendto(data)
+
+    async def recv(self, timeout_s: float) -> bytes:
+        item = await asyncio.wait_for(self._proto.queue.get(), max(timeout_s, 0.0))
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class RealNetwork:
+    """The network as the operating system gives it."""
+
+    def system_resolvers(self) -> list[str]:
+        """Name servers from /etc/resolv.conf (inside a netns: /etc/netns/NAME/...)."""
+        servers: list[str] = []
+        try:
+            with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) >= 2 and parts[0] == "nameserver":
+                        servers.append(parts[1].split("%")[0])
+        except OSError:
+            pass
+        return servers
+
+    async def tcp_connect(self, ip: str, port: int, timeout_s: float) -> TcpStream:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout_s)
+        return _AsyncioTcpStream(reader, writer)
+
+    async def tls_handshake(self, ip: str, port: int, sni: str, timeout_s: float,
+                            ca_bundle: str | None = None, verify: bool = True,
+                            alpn: Sequence[str] = ()) -> TlsInfo:
+        ctx = make_ssl_context(ca_bundle, verify)
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(ip, port, ssl=ctx, server_hostname=sni,
+                                    ssl_handshake_timeout=timeout_s),
+            timeout_s,
+        )
+        try:
+            sslobj: ssl.SSLObject = writer.get_extra_info("ssl_object")
+            cert = sslobj.getpeercert() or {}
+            subject = ", ".join("=".join(x) for rdn in cert.get("subject", ()) for x in rdn)
+            cipher = sslobj.cipher()
+            return TlsInfo(version=sslobj.version() or "", cipher=cipher[0] if cipher else "",
+                           peer_subject=subject, alpn=sslobj.selected_alpn_protocol())
+        finally:
+            await _AsyncioTcpStream(reader, writer).close()
+
+    async def udp_open(self, ip: str, port: int) -> UdpFlow:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        transport, proto = await loop.create_datagram_endpoint(
+            _UdpProtocol, remote_addr=(ip, port), family=family
+        )
+        return _AsyncioUdpFlow(transport, proto)
+
+
+def make_ssl_context(ca_bundle: str | None, verify: bool = True) -> ssl.SSLContext:
+    """A client context: system roots (plus ``ca_bundle`` if given), or no verification."""
+    ctx = ssl.create_default_context()
+    if ca_bundle:
+        ctx.load_verify_locations(cafile=ca_bundle)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx

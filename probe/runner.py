@@ -1,0 +1,201 @@
+"""The runner: a plan becomes a stream of measurements.
+
+Every check of the plan runs concurrently under one global limit (``concurrency``), each
+within its own budget (``timeout_s``, counted from when it gets a slot). After the main
+pass, every failed check runs once more (the confirmation pass, DESIGN.md measurement
+rules), so a scan where everything is blackholed takes about two budgets, never the sum
+of the checks. Each finished check is handed to ``emit`` at once (the results writer),
+so a run cut short keeps everything measured so far.
+
+DNS: each service gets one ``dns`` measurement per host it uses (function ``dns``); the
+lookup itself is shared by every check of the pass (:class:`~probe.checks.dns.HostResolver`).
+The confirmation pass reuses the main pass's successful lookups and repeats failed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from probe import SCHEMA_VERSION, SOFTWARE_NAME, __version__, failures
+from probe.checks import CheckContext, get_check
+from probe.checks.dns import DnsResult, HostResolver
+from probe.model import Endpoint, Plan, Record, RunConfig
+from probe.net import Network
+
+# A check that overruns its own budget by more than this is stopped by the runner.
+GRACE_S = 0.5
+
+
+def ooni_time(dt: datetime) -> str:
+    """OONI df-000 time format: UTC ``YYYY-MM-DD HH:MM:SS``."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """What every measurement of one run shares (OONI base fields)."""
+
+    report_id: str
+    start: datetime
+    probe_asn: str = "AS0"
+    probe_cc: str = "ZZ"
+    network_type: str = "unknown"
+    probe_network_name: str | None = None
+    probe_ip: str | None = None  # written only with --include-ip
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+    def base(self) -> Record:
+        rec: Record = {
+            "schema_version": SCHEMA_VERSION,
+            "report_id": self.report_id,
+            "software_name": SOFTWARE_NAME,
+            "software_version": __version__,
+            "test_start_time": ooni_time(self.start),
+            "probe_asn": self.probe_asn,
+            "probe_cc": self.probe_cc,
+            "probe_network_name": self.probe_network_name,
+        }
+        if self.probe_ip is not None:
+            rec["probe_ip"] = self.probe_ip
+        return rec
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """An event for the live view: ``pass_start``, ``check_start`` or ``check_done``."""
+
+    kind: str
+    pass_name: str
+    endpoint: Endpoint | None = None
+    record: Record | None = None
+    total: int = 0
+
+
+ProgressFn = Callable[[Progress], None]
+Emit = Callable[[Record], None]
+
+
+def dns_units(plan: Plan) -> list[Endpoint]:
+    """One ``dns`` endpoint per (service, host) the plan uses; IP literals need none, and
+    control services get none (their checks record their own lookups)."""
+    from probe.targets import is_ip_literal
+
+    units: list[Endpoint] = []
+    for svc in plan.services:
+        if svc.is_control:
+            continue
+        seen: set[str] = set()
+        for ep in svc.endpoints:
+            host = ep.target_host
+            if host is None or host in seen or is_ip_literal(host):
+                continue
+            seen.add(host)
+            units.append(Endpoint(service=svc.id, function="dns", check="dns", host=host,
+                                  pool="all", expected_networks=ep.expected_networks,
+                                  source=ep.source))
+    return units
+
+
+def plan_units(plan: Plan) -> list[Endpoint]:
+    """Everything one pass runs: the derived dns lookups, then the plan's endpoints."""
+    return [*dns_units(plan), *plan.endpoints]
+
+
+def is_failure(record: Record) -> bool:
+    tk = record.get("test_keys") or {}
+    failure = tk.get("failure")
+    return failure is not None and failure != failures.NOT_APPLICABLE and not tk.get("check_error")
+
+
+async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit: Emit,
+                   progress: ProgressFn | None = None) -> list[Record]:
+    """Run the main pass and the confirmation pass; return every record emitted."""
+    units = plan_units(plan)
+    records: list[Record] = []
+    main, resolver = await _run_pass(units, "main", cfg, net, info, emit, progress, None)
+    records.extend(main)
+    if cfg.confirm_failures:
+        retry = [r["_unit"] for r in main if is_failure(r)]
+        if retry:
+            seed = {h: res for h, res in resolver.results().items() if res.failure is None}
+            confirm, _ = await _run_pass(retry, "confirmation", cfg, net, info, emit,
+                                         progress, seed)
+            records.extend(confirm)
+    for r in records:
+        r.pop("_unit", None)
+    return records
+
+
+async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, net: Network,
+                    info: RunInfo, emit: Emit, progress: ProgressFn | None,
+                    seed: dict[str, DnsResult] | None) -> tuple[list[Record], HostResolver]:
+    loop = asyncio.get_running_loop()
+    resolver = HostResolver(net, cfg, seed)
+    limit = asyncio.Semaphore(max(1, cfg.concurrency))
+    out: list[Record] = []
+    if progress:
+        progress(Progress("pass_start", pass_name, total=len(units)))
+
+    async def one(ep: Endpoint) -> None:
+        async with limit:
+            if progress:
+                progress(Progress("check_start", pass_name, endpoint=ep))
+            started = datetime.now(UTC)
+            t0 = loop.time()
+            ctx = CheckContext(cfg=cfg, net=net, resolver=resolver,
+                               deadline=t0 + cfg.timeout_s)
+            keys = await _run_check(ep, ctx, cfg.timeout_s + GRACE_S)
+            record = make_record(info, ep, pass_name, keys, started, loop.time() - t0)
+            emit(record)
+            record["_unit"] = ep
+            out.append(record)
+            if progress:
+                progress(Progress("check_done", pass_name, endpoint=ep, record=record))
+
+    await asyncio.gather(*(one(ep) for ep in units))
+    return out, resolver
+
+
+async def _run_check(ep: Endpoint, ctx: CheckContext, hard_limit_s: float) -> dict[str, Any]:
+    check = get_check(ep.check)
+    try:
+        async with asyncio.timeout(hard_limit_s):
+            keys = await check.run(ep, ctx)
+    except TimeoutError:
+        # The check ignored its deadline; the measurement still counts as a timeout.
+        return {"failure": failures.GENERIC_TIMEOUT, "failed_operation": "top_level",
+                "budget_exceeded": True}
+    except Exception as exc:
+        # A bug or a target the check cannot handle: recorded, excluded from verdicts,
+        # and reported by the command line; one broken check never ends the run.
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        print(f"voip-probe: check {ep.check} failed on {ep.input}: {tb}", file=sys.stderr)
+        return {"failure": f"{failures.UNKNOWN} {tb}", "failed_operation": "top_level",
+                "check_error": tb}
+    if "failure" not in keys:
+        raise AssertionError(f"check {ep.check} returned test_keys without 'failure'")
+    return keys
+
+
+def make_record(info: RunInfo, ep: Endpoint, pass_name: str, keys: dict[str, Any],
+                started: datetime, runtime_s: float) -> Record:
+    rec = info.base()
+    rec.update({
+        "measurement_start_time": ooni_time(started),
+        "test_runtime": round(runtime_s, 4),
+        "input": ep.input,
+        "annotations": {**info.annotations, "network_type": info.network_type},
+        "test_name": ep.check,
+        "service": ep.service,
+        "function": ep.function,
+        "pool": ep.pool,
+        "pass": pass_name,
+        "test_keys": keys,
+    })
+    return rec

@@ -1,0 +1,116 @@
+"""One complete run, as ``voip-probe run`` and ``voip-probe watch`` do it.
+
+Identity first (who is the probe: ASN, country; the public IP only to scrub it), then
+the results file is opened with its contract name, every measurement is written as it
+completes (scrubbed), and the run summary is appended as the last line. A run stopped
+by Ctrl-C still gets its summary line (marked ``interrupted``); a run killed outright
+keeps every completed line (see :mod:`probe.results`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from probe.model import Identity, Plan, Record, RunConfig
+from probe.net import Network, RealNetwork
+from probe.privacy import scrub
+from probe.results import ResultsWriter, results_filename
+from probe.runner import ProgressFn, RunInfo, ooni_time, run_plan
+from probe.verdicts import overall_exit_code, summarize
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    summary: dict[str, Any]
+    results_file: Path
+    exit_code: int
+    records: list[Record] = field(default_factory=list)
+
+
+def new_report_id(start: datetime, identity: Identity) -> tuple[str, str]:
+    """(report_id, short id): OONI-like, with 96 random bits."""
+    rand = base64.b32encode(os.urandom(10)).decode().lower().rstrip("=")
+    asn_num = identity.asn.removeprefix("AS") or "0"
+    return f"{start:%Y%m%dT%H%M%SZ}_voipprobe_{identity.cc}_{asn_num}_{rand}", rand[:8]
+
+
+async def resolve_identity(cfg: RunConfig, net: Network) -> Identity:
+    """The probe's network identity (:mod:`probe.identity` when present), else unknown
+    (AS0/ZZ, as OONI writes an unknown network)."""
+    import importlib.util
+
+    if importlib.util.find_spec("probe.identity") is None:
+        return Identity()
+    from probe import identity as identity_mod  # type: ignore[attr-defined]
+
+    found: Identity = await identity_mod.lookup(cfg, net)
+    return found
+
+
+def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
+                net: Network | None = None, progress: ProgressFn | None = None,
+                now: datetime | None = None) -> RunOutcome:
+    """Run the plan and write one results file; returns the summary and exit code."""
+    net = net or RealNetwork()
+    start = now or datetime.now(UTC)
+    identity = asyncio.run(resolve_identity(cfg, net))
+    report_id, short_id = new_report_id(start, identity)
+    name = results_filename(f"{start:%Y%m%dT%H%M%SZ}", identity.asn, cfg.network_type, short_id)
+    path = Path(output_dir) / name
+    secrets = [] if cfg.include_ip or not identity.ip else [identity.ip]
+    info = RunInfo(report_id=report_id, start=start, probe_asn=identity.asn,
+                   probe_cc=identity.cc, network_type=cfg.network_type,
+                   probe_network_name=identity.network_name,
+                   probe_ip=identity.ip if cfg.include_ip else None,
+                   annotations={"identity_source": identity.source})
+    written: list[Record] = []
+
+    def emit(record: Record) -> None:
+        clean = scrub({k: v for k, v in record.items() if not k.startswith("_")}, secrets)
+        writer.write(clean)
+        written.append(clean)
+
+    loop_start = datetime.now(UTC)
+    interrupted = False
+    with ResultsWriter(path) as writer:
+        try:
+            asyncio.run(run_plan(plan, cfg, net, info, emit, progress))
+        except KeyboardInterrupt:
+            interrupted = True
+        summary = build_summary(written, info, identity, cfg, path,
+                                (datetime.now(UTC) - loop_start).total_seconds())
+        if interrupted:
+            summary["interrupted"] = True
+        writer.write(scrub({"record": "summary", **summary}, secrets))
+    if interrupted:
+        raise KeyboardInterrupt
+    return RunOutcome(summary, path, overall_exit_code(summary), written)
+
+
+def build_summary(records: list[Record], info: RunInfo, identity: Identity, cfg: RunConfig,
+                  path: Path, runtime_s: float) -> dict[str, Any]:
+    verdicts = summarize(records)
+    network = {"status": verdicts["network"]["status"], "asn": identity.asn, "cc": identity.cc,
+               "type": cfg.network_type, "controls": verdicts["network"]["controls"]}
+    if identity.network_name:
+        network["name"] = identity.network_name
+    return {
+        "schema_version": info.base()["schema_version"],
+        "report_id": info.report_id,
+        "software_name": info.base()["software_name"],
+        "software_version": info.base()["software_version"],
+        "measurement_start_time": ooni_time(info.start),
+        "test_runtime": round(runtime_s, 3),
+        "probe_asn": identity.asn,
+        "probe_cc": identity.cc,
+        "results_file": str(path),
+        "measurements": len(records),
+        "network": network,
+        "services": verdicts["services"],
+    }

@@ -1,0 +1,151 @@
+"""Measurements -> verdicts per service and function. A pure, deterministic function.
+
+Rules (DESIGN.md "Run summary" and "Measurement rules"):
+
+* An *endpoint* is one (service, function, check, input). It is reachable if any of its
+  measurements (main or confirmation pass) succeeded; a failure counts only when the
+  confirmation failed too. Measurements whose check could not run (``check_error``) or
+  did not apply (``not_applicable``, e.g. no reflector given) are left out of the counts.
+* Methods come from each check module's ``methods(test_keys)``: for a failed endpoint
+  those of its last failed measurement; a reachable endpoint may still show a method
+  that impairs it (``throttled``).
+* Controls decide between blocked and inconclusive: the network is *trustworthy* when
+  at least half of the control endpoints were reachable (with no controls in the plan:
+  when anything at all was reachable). On an untrustworthy network, a function with
+  failures is ``inconclusive``, never ``blocked`` or ``impaired``.
+* Status of a function: all reachable -> ``ok`` (``impaired`` if a reachable endpoint
+  shows a method); none reachable -> ``blocked``; some reachable -> ``impaired`` for an
+  ``any`` pool (the function still works through the others), ``blocked`` for an
+  ``all`` pool (each endpoint is needed).
+* A service's status is its worst function (ok < inconclusive < impaired < blocked).
+* Network status: ``online`` if any control or any endpoint was reachable, else
+  ``offline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from probe import failures
+from probe.checks import methods_for
+from probe.model import (
+    METHODS,
+    REPORTED_FUNCTIONS,
+    SEVERITY,
+    FunctionVerdict,
+    Record,
+    ServiceVerdict,
+)
+
+TRUSTWORTHY_CONTROL_FRACTION = 0.5
+_METHOD_ORDER = {m: i for i, m in enumerate(METHODS)}
+_FUNCTION_ORDER = {f: i for i, f in enumerate(REPORTED_FUNCTIONS)}
+
+
+@dataclass(slots=True)
+class _EndpointState:
+    pool: str
+    ok: bool = False
+    counted: bool = False
+    failure_methods: list[str] = field(default_factory=list)
+    impairment_methods: list[str] = field(default_factory=list)
+    failure_pass: str = ""
+
+
+def _order_methods(methods: Iterable[str]) -> list[str]:
+    return sorted(set(methods), key=lambda m: (_METHOD_ORDER.get(m, len(METHODS)), m))
+
+
+def _collect(records: Iterable[Record]) -> dict[tuple[str, str, str, str], _EndpointState]:
+    states: dict[tuple[str, str, str, str], _EndpointState] = {}
+    for rec in records:
+        if rec.get("record") == "summary":
+            continue
+        tk = rec.get("test_keys")
+        if not isinstance(tk, dict):
+            continue
+        key = (str(rec.get("service")), str(rec.get("function")), str(rec.get("test_name")),
+               str(rec.get("input")))
+        st = states.get(key)
+        if st is None:
+            st = states[key] = _EndpointState(pool=str(rec.get("pool") or "any"))
+        failure = tk.get("failure")
+        if tk.get("check_error") or failure == failures.NOT_APPLICABLE:
+            continue
+        st.counted = True
+        found = methods_for(str(rec.get("test_name")), tk)
+        if failure is None:
+            st.ok = True
+            st.impairment_methods.extend(found)
+        elif rec.get("pass") == "confirmation" or st.failure_pass != "confirmation":
+            st.failure_methods = list(found)
+            st.failure_pass = str(rec.get("pass") or "main")
+    return states
+
+
+def summarize(records: Iterable[Record]) -> dict[str, Any]:
+    """The ``network`` and ``services`` parts of the run summary."""
+    states = _collect(records)
+    controls = [s for (svc, fn, _, _), s in states.items() if fn == "control" and s.counted]
+    controls_ok = sum(1 for s in controls if s.ok)
+    anything_ok = any(s.ok for s in states.values())
+    if controls:
+        trustworthy = controls_ok >= TRUSTWORTHY_CONTROL_FRACTION * len(controls)
+    else:
+        trustworthy = anything_ok
+    network: dict[str, Any] = {
+        "status": "online" if (controls_ok or anything_ok) else "offline",
+        "controls": {"reachable": controls_ok, "total": len(controls)},
+    }
+
+    grouped: dict[str, dict[str, list[_EndpointState]]] = {}
+    for (svc, fn, _, _), st in states.items():
+        if fn == "control":
+            continue
+        grouped.setdefault(svc, {}).setdefault(fn, [])
+        if st.counted:
+            grouped[svc][fn].append(st)
+
+    services: dict[str, Any] = {}
+    for svc in grouped:
+        verdicts: dict[str, FunctionVerdict] = {}
+        for fn in sorted(grouped[svc], key=lambda f: (_FUNCTION_ORDER.get(f, 99), f)):
+            eps = grouped[svc][fn]
+            if not eps:
+                continue
+            verdicts[fn] = _function_verdict(eps, trustworthy)
+        if verdicts:
+            worst = max((v.status for v in verdicts.values()), key=SEVERITY.__getitem__)
+            services[svc] = ServiceVerdict(worst, verdicts).to_json()
+    return {"network": network, "services": services}
+
+
+def _function_verdict(eps: list[_EndpointState], trustworthy: bool) -> FunctionVerdict:
+    total = len(eps)
+    reachable = sum(1 for e in eps if e.ok)
+    failed = [e for e in eps if not e.ok]
+    methods = _order_methods(
+        [m for e in failed for m in e.failure_methods]
+        + [m for e in eps if e.ok for m in e.impairment_methods]
+    )
+    if not failed:
+        status = "impaired" if methods else "ok"
+    elif not trustworthy:
+        status = "inconclusive"
+    elif reachable == 0 or any(e.pool == "all" for e in failed):
+        status = "blocked"
+    else:
+        status = "impaired"
+    return FunctionVerdict(status, reachable, total, methods)
+
+
+def overall_exit_code(summary: dict[str, Any]) -> int:
+    """0 nothing blocked; 1 blocking or impairment; 3 inconclusive (e.g. offline)."""
+    statuses = [s["status"] for s in summary.get("services", {}).values()]
+    if any(s in ("blocked", "impaired") for s in statuses):
+        return 1
+    if summary.get("network", {}).get("status") == "offline" or "inconclusive" in statuses:
+        return 3
+    return 0

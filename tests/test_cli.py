@@ -1,0 +1,139 @@
+"""The command line end to end, against servers on loopback only."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from probe.results import read_results
+from tests.dnsserver import LoopbackDnsServer, zone_handler
+
+
+def voip_probe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_help_lists_the_commands() -> None:
+    res = voip_probe("--help")
+    assert res.returncode == 0
+    for cmd in ("run", "targets"):
+        assert cmd in res.stdout
+    run_help = voip_probe("run", "--help").stdout
+    for opt in ("--targets", "--services", "--resolver", "--doh", "--reflector", "--ca-bundle",
+                "--timeout", "--output", "--network-type", "--json", "--include-ip"):
+        assert opt in run_help
+
+
+def test_offline_network_is_inconclusive_exit_3_with_a_valid_file(tmp_path: Path) -> None:
+    """Like this machine: the resolver answers NXDOMAIN for every outside name."""
+    with LoopbackDnsServer(zone_handler({})) as dns:
+        res = voip_probe("run", "--resolver", dns.resolver, "--timeout", "3", "--json",
+                         "--output", str(tmp_path), "--network-type", "mobile")
+    assert res.returncode == 3, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["network"]["status"] == "offline"
+    assert set(summary["services"]) == {"whatsapp", "skype", "viber", "duo"}
+    assert {s["status"] for s in summary["services"].values()} == {"inconclusive"}
+    assert "offline" in res.stderr
+    rf = read_results(Path(summary["results_file"]))
+    assert rf.warnings == [] and rf.summary is not None
+    assert rf.summary["report_id"] == summary["report_id"]
+    assert Path(summary["results_file"]).name.split("_")[1:3] == ["AS0", "mobile"]
+    for m in rf.measurements:
+        assert m["test_keys"]["failure"] == "dns_nxdomain_error"
+        for key in ("measurement_start_time", "test_runtime", "probe_asn", "probe_cc",
+                    "report_id", "software_name", "software_version", "input", "annotations",
+                    "test_name", "test_keys", "service", "function", "schema_version"):
+            assert key in m
+
+
+@pytest.fixture
+def loopback_world(tmp_path: Path):
+    """Controls and a messaging host that work, and a 'calls' host whose port is closed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    open_port = listener.getsockname()[1]
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed_port = s.getsockname()[1]
+    s.close()
+    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
+    targets = tmp_path / "world.toml"
+    targets.write_text(f"""
+[[services]]
+id = "controls"
+[[services.endpoints]]
+function = "control"
+check = "tcp"
+hosts = ["ctl.test"]
+ports = [{open_port}]
+
+[[services]]
+id = "chatty"
+name = "Chatty"
+[[services.endpoints]]
+function = "messaging"
+check = "tcp"
+hosts = ["chat.test"]
+ports = [{open_port}]
+[[services.endpoints]]
+function = "calls"
+check = "tcp"
+hosts = ["relay.test"]
+ports = [{closed_port}]
+""")
+    with LoopbackDnsServer(zone_handler(zone)) as dns:
+        yield targets, dns
+    listener.close()
+
+
+def test_blocked_calls_working_messaging_exit_1(loopback_world, tmp_path: Path) -> None:
+    targets, dns = loopback_world
+    res = voip_probe("run", "--targets", str(targets), "--resolver", dns.resolver,
+                     "--timeout", "3", "--json", "--output", str(tmp_path / "out"),
+                     "--network-type", "fixed")
+    assert res.returncode == 1, res.stderr
+    chatty = json.loads(res.stdout)["services"]["chatty"]
+    assert chatty["functions"]["messaging"]["status"] == "ok"
+    assert chatty["functions"]["calls"] == {"status": "blocked", "reachable": 0, "total": 1,
+                                            "methods": ["tcp_refused"]}
+    assert "chatty" in res.stderr and "blocked" in res.stderr  # the human table
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--resolver", "dns.google"], "--resolver must be an IP address"),
+    (["--network-type", "satellite"], "--network-type must be one of"),
+    (["--timeout", "0"], "--timeout must be between"),
+    (["--services", "icq"], "unknown service(s) icq"),
+    (["--targets", "/nonexistent.toml"], "no such target file"),
+    (["--doh", "http://x"], "--doh must be an https:// URL"),
+])
+def test_usage_errors_exit_2_with_one_clear_line(args: list[str], needle: str,
+                                                 tmp_path: Path) -> None:
+    res = voip_probe("run", "--output", str(tmp_path), *args)
+    assert res.returncode == 2
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_targets_validate_and_list(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[service]\nid = "x"\n[[endpoints]]\nfunction = "calls"\ncheck = "tcp"\n'
+                   'hosts = ["a.example"]\nports = [0]\n')
+    res = voip_probe("targets", "validate", str(bad))
+    assert res.returncode == 2
+    assert f"{bad}:7: port 0 is out of range" in res.stderr
+    from probe.targets import shipped_target_files
+
+    good = voip_probe("targets", "validate", *map(str, shipped_target_files()))
+    assert good.returncode == 0, good.stderr
+    listed = json.loads(voip_probe("targets", "list", "--json").stdout)
+    wanted = {"service": "whatsapp", "function": "messaging", "check": "tcp",
+              "input": "tcp://e1.whatsapp.net:5222", "pool": "any"}
+    assert any(wanted.items() <= e.items() for e in listed)

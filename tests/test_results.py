@@ -1,0 +1,103 @@
+"""Results files: crash safety (SIGKILL mid-run) and the tolerant reader."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from probe.results import ResultsError, ResultsWriter, iter_records, read_results
+from tests.dnsserver import LoopbackDnsServer, zone_handler
+
+
+def test_writer_and_reader_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    with ResultsWriter(path) as w:
+        w.write({"a": 1, "text": "é"})
+        w.write({"record": "summary", "services": {}})
+    rf = read_results(path)
+    assert rf.measurements == [{"a": 1, "text": "é"}]
+    assert rf.summary == {"record": "summary", "services": {}}
+    assert rf.warnings == [] and rf.complete
+
+
+def test_writer_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text("{}\n")
+    with pytest.raises(FileExistsError):
+        ResultsWriter(path)
+
+
+def test_reader_skips_a_torn_last_line_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"n": 1}\n{"n": 2}\n{"n": 3, "test_ke')
+    rf = read_results(path)
+    assert [m["n"] for m in rf.measurements] == [2 - 1, 2]
+    assert len(rf.warnings) == 1 and "r.jsonl:3: skipped torn last line" in rf.warnings[0]
+    assert not rf.complete
+
+
+def test_reader_reports_bad_middle_lines_and_reads_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write('{"n": 1}\nnot json\n[1, 2]\n{"n": 2}\n')
+    warnings: list[str] = []
+    assert [r["n"] for r in iter_records(path, warnings.append)] == [1, 2]
+    assert [w.split(": ", 1)[0] for w in warnings] == [f"{path}:2", f"{path}:3"]
+    with pytest.raises(ResultsError):
+        list(iter_records(tmp_path / "missing.jsonl"))
+
+
+def test_sigkill_mid_run_keeps_every_completed_measurement(tmp_path: Path) -> None:
+    """Kill a real `voip-probe run` while some checks are still waiting; every line that
+    was completed is there and valid, and a torn tail is reported, not fatal."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    fast = [f"fast{i}.test" for i in range(5)]
+    zone = {h: ["127.0.0.1"] for h in fast}
+    targets = tmp_path / "t.toml"
+    hosts = ", ".join(f'"{h}"' for h in [*fast, "slow.test"])
+    targets.write_text(f'[service]\nid = "t"\n[[endpoints]]\nfunction = "messaging"\n'
+                       f'check = "tcp"\nhosts = [{hosts}]\nports = [{port}]\n')
+    out = tmp_path / "results"
+    with LoopbackDnsServer(zone_handler(zone, {"slow.test": "silent"})) as dns:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "probe", "run", "--targets", str(targets), "--resolver",
+             dns.resolver, "--timeout", "30", "--output", str(out), "--network-type", "fixed"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            files: list[Path] = []
+            while time.monotonic() < deadline:
+                files = list(out.glob("*.jsonl"))
+                if files and files[0].read_bytes().count(b"\n") >= 10:
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, "the run ended before it could be killed"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            listener.close()
+    assert len(files) == 1 and files[0].name.endswith(".jsonl") and "_AS0_fixed_" in files[0].name
+    rf = read_results(files[0])
+    # 5 fast hosts: a dns and a tcp measurement each, all complete; the slow ones never came.
+    assert len(rf.measurements) == 10 and rf.summary is None and rf.warnings == []
+    assert {(m["test_name"], m["test_keys"]["failure"]) for m in rf.measurements} == {
+        ("dns", None), ("tcp", None)}
+    # A kill during a write (or a power cut) leaves a torn tail: the reader reports it.
+    with open(files[0], "a") as fh:
+        fh.write('{"schema_version": 1, "test_keys": {"fail')
+    again = read_results(files[0])
+    assert len(again.measurements) == 10
+    assert len(again.warnings) == 1 and "torn last line" in again.warnings[0]
+    json.dumps(again.measurements)  # everything kept is plain JSON

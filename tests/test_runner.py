@@ -1,0 +1,101 @@
+"""The runner through the fake seam: concurrency, confirmation pass, robustness."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from probe.model import Endpoint, Plan, RunConfig, Service
+from probe.runner import RunInfo, run_plan
+from probe.testing import FakeNetwork
+
+
+def plan_of(*endpoints: Endpoint) -> Plan:
+    by: dict[str, list[Endpoint]] = {}
+    for e in endpoints:
+        by.setdefault(e.service, []).append(e)
+    return Plan(tuple(Service(sid, sid, tuple(eps)) for sid, eps in by.items()))
+
+
+def ep(service: str, host: str, port: int = 443, function: str = "messaging") -> Endpoint:
+    return Endpoint(service=service, function=function, check="tcp", host=host, port=port)
+
+
+INFO = RunInfo(report_id="r1", start=datetime(2016, 1, 7, tzinfo=UTC), probe_asn="AS36903",
+               probe_cc="MA", network_type="mobile")
+
+
+def run(plan: Plan, net: FakeNetwork, **cfg: object) -> list[dict]:
+    out: list[dict] = []
+    config = RunConfig(**{"timeout_s": 0.3, **cfg})  # type: ignore[arg-type]
+    asyncio.run(run_plan(plan, config, net, INFO, out.append))
+    return out
+
+
+def test_records_carry_the_base_fields_and_dns_units() -> None:
+    net = FakeNetwork(names={"e1.test": ["198.18.1.1"], "c.test": ["198.18.9.9"]})
+    recs = run(plan_of(ep("wa", "e1.test"), ep("controls", "c.test", function="control")), net)
+    kinds = sorted((r["service"], r["test_name"], r["function"]) for r in recs)
+    # A derived dns measurement for the service's host; none for control services.
+    assert kinds == [("controls", "tcp", "control"), ("wa", "dns", "dns"),
+                     ("wa", "tcp", "messaging")]
+    r = next(r for r in recs if r["test_name"] == "tcp" and r["service"] == "wa")
+    assert r["probe_asn"] == "AS36903" and r["probe_cc"] == "MA"
+    assert r["annotations"]["network_type"] == "mobile"
+    assert r["input"] == "tcp://e1.test:443" and r["pass"] == "main"
+    assert r["test_start_time"] == "2016-01-07 00:00:00"
+    assert "probe_ip" not in r
+
+
+def test_only_failures_are_confirmed_and_a_flaky_endpoint_recovers() -> None:
+    net = FakeNetwork(names={"a.test": ["198.18.1.1"], "b.test": ["198.18.1.2"]},
+                      rules={("198.18.1.1", 443): ["reset", "ok"],
+                             ("198.18.1.2", 443): "reset"})
+    recs = run(plan_of(ep("wa", "a.test"), ep("wa", "b.test")), net)
+    confirm = [(r["input"], r["test_keys"]["failure"]) for r in recs
+               if r["pass"] == "confirmation"]
+    assert sorted(confirm) == [("tcp://a.test:443", None),
+                               ("tcp://b.test:443", "connection_reset")]
+
+
+def test_one_lookup_per_host_is_shared_by_all_checks() -> None:
+    net = FakeNetwork(names={"e1.test": ["198.18.1.1"]})
+    plan = plan_of(*(ep("wa", "e1.test", port) for port in (443, 5222, 80)))
+    recs = run(plan, net)
+    assert len([r for r in recs if r["test_name"] == "dns"]) == 1
+    assert sorted(net.connects) == [("198.18.1.1", 80), ("198.18.1.1", 443),
+                                    ("198.18.1.1", 5222)]
+
+
+def test_a_broken_check_is_recorded_and_the_run_goes_on() -> None:
+    bad = Endpoint(service="wa", function="messaging", check="tcp", host="x.test", port=None)
+    net = FakeNetwork(names={"x.test": ["198.18.1.1"], "e1.test": ["198.18.1.2"]})
+    recs = run(plan_of(bad, ep("wa", "e1.test")), net)
+    broken = next(r for r in recs if r["input"] == "tcp://x.test")
+    assert broken["test_keys"]["check_error"].startswith("ValueError")
+    assert any(r["input"] == "tcp://e1.test:443" and r["test_keys"]["failure"] is None
+               for r in recs)
+    # A check error is not a network failure: it is not re-run.
+    assert [r["pass"] for r in recs if r["input"] == "tcp://x.test"] == ["main"]
+
+
+def test_concurrency_limit_is_respected() -> None:
+    net = FakeNetwork(names={f"h{i}.test": [f"198.18.1.{i}"] for i in range(10)},
+                      default_rule="timeout")
+    in_flight = 0
+    peak = 0
+    original = net.tcp_connect
+
+    async def counting(ip: str, port: int, timeout_s: float):  # type: ignore[no-untyped-def]
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await original(ip, port, timeout_s)
+        finally:
+            in_flight -= 1
+
+    net.tcp_connect = counting  # type: ignore[method-assign]
+    run(plan_of(*(ep("wa", f"h{i}.test") for i in range(10))), net, concurrency=3,
+        timeout_s=0.05, confirm_failures=False)
+    assert peak == 3
