@@ -180,7 +180,7 @@ def _last_line_gzip(path: Path) -> tuple[bytes | None, bool]:
 
 def _recompute(path: Path, warn: Warn) -> RunSummary | None:
     try:
-        from probe.verdicts import summarize  # type: ignore[attr-defined]
+        from probe.verdicts import summarize
     except ImportError:
         warn(f"{path}: no summary line (the run was cut short) and this version cannot "
              "recompute verdicts from measurements; skipped")
@@ -192,8 +192,12 @@ def _recompute(path: Path, warn: Warn) -> RunSummary | None:
     result = summarize(measurements)
     summary: Record = result.to_json() if hasattr(result, "to_json") else dict(result)
     first = measurements[0]
-    net = summary.get("network") if isinstance(summary.get("network"), dict) else {}
-    annotations = first.get("annotations") if isinstance(first.get("annotations"), dict) else {}
+    net: dict[str, Any] = summary.get("network") or {}
+    annotations: dict[str, Any] = first.get("annotations") or {}
+    if not isinstance(net, dict):
+        net = {}
+    if not isinstance(annotations, dict):
+        annotations = {}
     network = {
         "status": net.get("status", "online"),
         "asn": net.get("asn") or first.get("probe_asn"),

@@ -144,8 +144,8 @@ def ttl(addr: str, port: str, hops: str) -> dict[str, Any]:
 
 IP_RECVERR = 11
 
-OPS = {"resolve": resolve, "dns": dns, "tcp": tcp, "tls": tls, "http": http, "stun": stun,
-       "udp": udp, "ttl": ttl}
+OPS: dict[str, Any] = {"resolve": resolve, "dns": dns, "tcp": tcp, "tls": tls, "http": http,
+                       "stun": stun, "udp": udp, "ttl": ttl}
 
 
 def main(argv: list[str]) -> int:
