@@ -17,6 +17,7 @@ from probe.cli.app import app
 COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "targets_cmd",
+    "reflector",
 )
 
 
