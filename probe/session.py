@@ -89,7 +89,7 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
             summary["interrupted"] = True
         writer.write(scrub({"record": "summary", **summary}, secrets))
     if interrupted:
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(str(path))
     return RunOutcome(summary, path, overall_exit_code(summary), written)
 
 

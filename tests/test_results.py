@@ -101,3 +101,25 @@ def test_sigkill_mid_run_keeps_every_completed_measurement(tmp_path: Path) -> No
     assert len(again.measurements) == 10
     assert len(again.warnings) == 1 and "torn last line" in again.warnings[0]
     json.dumps(again.measurements)  # everything kept is plain JSON
+
+
+def test_ctrl_c_mid_run_still_writes_the_summary_line(tmp_path: Path) -> None:
+    targets = tmp_path / "t.toml"
+    targets.write_text('[service]\nid = "t"\n[[endpoints]]\nfunction = "messaging"\n'
+                       'check = "tcp"\nhosts = ["slow.test"]\nports = [443]\n')
+    out = tmp_path / "results"
+    with LoopbackDnsServer(zone_handler({}, {"slow.test": "silent"})) as dns:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "probe", "run", "--targets", str(targets), "--resolver",
+             dns.resolver, "--timeout", "30", "--output", str(out), "--network-type", "wifi"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(dns.queries) < 2:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    (path,) = out.glob("*.jsonl")
+    rf = read_results(path)
+    assert rf.summary is not None and rf.summary["interrupted"] is True
+    assert "interrupted" in err and str(path) in err

@@ -129,7 +129,12 @@ def execute(plan: Any, cfg: RunConfig, output: Path) -> Any:
     console.print(f"[bold]voip-probe[/]: {len(plan.services)} services, {n_checks} checks, "
                   f"budget {cfg.timeout_s:g} s per check", highlight=False)
     with LiveView(console) as view:
-        outcome = run_session(plan, cfg, output, progress=view.update)
+        try:
+            outcome = run_session(plan, cfg, output, progress=view.update)
+        except KeyboardInterrupt as stop:
+            console.print(f"[yellow]interrupted[/]: what was measured so far is in "
+                          f"{stop.args[0] if stop.args else output}", highlight=False)
+            raise typer.Exit(130) from None
     from probe.cli.render import render_summary
 
     render_summary(console, outcome.summary)
