@@ -18,6 +18,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "targets_cmd",
     "reflector",
+    "upload",
+    "serve",
 )
 
 

@@ -1,0 +1,70 @@
+"""``voip-probe serve``: run the collector (FastAPI on uvicorn, the ``collector`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from probe.cli.app import app
+from probe.cli.common import UsageError, command_boundary, stderr_console
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
+    data_dir: Annotated[Path, typer.Option(
+        "--data-dir", help="Where stored files (and the SQLite database) live.")] = Path(
+        "collector-data"),
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="VOIP_PROBE_DATABASE_URL",
+        help="postgresql://user:pass@host/db (psycopg 3). Default: SQLite in --data-dir.")
+    ] = None,
+    admin_token: Annotated[str | None, typer.Option(
+        "--admin-token", envvar="VOIP_PROBE_ADMIN_TOKEN",
+        help="Enables export and delete (Authorization: Bearer TOKEN). Prefer the env var.")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(
+        min=0.001, help="Largest results file accepted, inflated, in MiB.")] = 32,
+    rate_limit: Annotated[float, typer.Option(
+        min=0, help="Requests per minute per client address (0: no limit).")] = 600,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the collector: receive, validate and store results files; answer queries.
+
+    API: POST /api/v1/results, GET /api/v1/measurements, GET /api/v1/summary; OpenAPI at
+    /openapi.json, docs at /docs. Client addresses are neither stored nor logged.
+    """
+    with command_boundary():
+        try:
+            import uvicorn
+
+            from probe.collector.api import CollectorConfig, create_app
+            from probe.collector.storage import Storage, StorageUnavailable
+        except ImportError as exc:
+            raise UsageError(
+                f"the collector needs its extra: pip install 'voip-probe[collector]' ({exc})"
+            ) from None
+        if admin_token is not None and len(admin_token) < 16:
+            raise UsageError("--admin-token must be at least 16 characters")
+        try:
+            storage = Storage(data_dir, database_url)
+            storage.open()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except StorageUnavailable as exc:
+            raise UsageError(f"cannot open the database: {exc}") from None
+        cfg = CollectorConfig(max_bytes=int(max_upload_mb * 1024 * 1024),
+                              admin_token=admin_token, rate_limit_per_min=rate_limit)
+        stderr_console().print(
+            f"collector on http://{host}:{port} (storage: {storage.db.describe()}, files in "
+            f"{storage.blobs.root}); admin endpoints "
+            f"{'enabled' if admin_token else 'disabled'}", highlight=False)
+        try:
+            uvicorn.run(create_app(storage, cfg), host=host, port=port,
+                        access_log=False,  # the access log would hold client addresses
+                        log_level=log_level.lower(), server_header=False)
+        finally:
+            storage.close()

@@ -1,0 +1,293 @@
+"""Storing and querying uploaded results files (one code path for SQLite and PostgreSQL).
+
+Storing an upload is two steps, in this order:
+
+1. the raw file is written to the blob store by its SHA-256 (temp file, fsync, rename);
+2. one database transaction indexes it: the ``uploads`` row, one ``measurements`` row per
+   line and the run summary's per-function statuses (``run_functions``/``run_methods``).
+
+Only after the commit is the upload acknowledged. An upload is *visible* only through its
+``uploads`` row, so a crash between the steps leaves at most an unreferenced blob (never a
+half-indexed upload: the transaction is all or nothing), and an acknowledged upload has
+both its blob and its index on disk. Identity is the content hash: the same file again is
+"already stored"; a different file with a ``report_id`` already stored is refused
+(a replay or an altered copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from probe.collector.blobs import BlobStore
+from probe.collector.db import Connection, Database, StorageUnavailable
+from probe.collector.validate import Upload, network_type
+
+__all__ = ["Filters", "Storage", "StorageUnavailable", "StoreResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    id: str
+    measurements: int
+    created: bool
+    conflict: str | None = None  # set when another file already holds this report_id
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    asn: str | None = None
+    cc: str | None = None
+    service: str | None = None
+    function: str | None = None
+    since: str | None = None  # "YYYY-MM-DD HH:MM:SS", inclusive
+    until: str | None = None  # inclusive
+
+    def where(self, time_column: str = "measurement_start_time") -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        for column, value in (("probe_asn", self.asn), ("probe_cc", self.cc),
+                              ("service", self.service), ("function", self.function)):
+            if value is not None:
+                parts.append(f"{column} = ?")
+                params.append(value)
+        if self.since is not None:
+            parts.append(f"{time_column} >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            parts.append(f"{time_column} <= ?")
+            params.append(self.until)
+        return (" AND ".join(parts) or "1 = 1"), params
+
+
+_UPLOAD_COLUMNS = (
+    "id, report_id, received_at, filename, size_bytes, measurements, complete, "
+    "measurement_start_time, probe_asn, probe_cc, network_type, software_name, "
+    "software_version"
+)
+
+
+class Storage:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobStore(self.data_dir)
+        self.db = Database(database_url, self.data_dir)
+
+    def open(self) -> None:
+        """Create the tables if needed and clear temporary files of a crashed write."""
+        self.blobs.sweep_incoming()
+        self.db.create_schema()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing --------------------------------------------------------------------
+
+    def store(self, upload: Upload, filename: str | None = None) -> StoreResult:
+        with self.db.connection() as conn:
+            found = self._existing(conn, upload)
+            if found is not None:
+                return found
+        try:
+            self.blobs.put(upload.sha256, upload.data)
+        except OSError as exc:  # disk full, read-only, ...: the server's fault, not the file's
+            raise StorageUnavailable(f"cannot write the file: {exc.strerror or exc}") from exc
+        with self.db.connection() as conn:
+            with conn.transaction():
+                inserted = self._insert_upload(conn, upload, filename)
+                if inserted:
+                    self._insert_index(conn, upload)
+            if inserted:
+                return StoreResult(upload.sha256, len(upload.measurements), True)
+            # Lost a race with a concurrent upload of the same file or report.
+            found = self._existing(conn, upload)
+            if found is None:  # pragma: no cover - the conflicting row vanished (deleted)
+                raise StorageUnavailable("concurrent change, retry")
+            return found
+
+    def _existing(self, conn: Connection, upload: Upload) -> StoreResult | None:
+        row = conn.fetchone("SELECT measurements FROM uploads WHERE id = ?", (upload.sha256,))
+        if row is not None:
+            return StoreResult(upload.sha256, int(row[0]), False)
+        row = conn.fetchone("SELECT id FROM uploads WHERE report_id = ?", (upload.report_id,))
+        if row is not None:
+            return StoreResult(upload.sha256, 0, False, conflict=str(row[0]))
+        return None
+
+    def _insert_upload(self, conn: Connection, upload: Upload, filename: str | None) -> bool:
+        head = upload.summary or upload.measurements[0].record
+        first = upload.measurements[0].record if upload.measurements else head
+        cur = conn.execute(
+            f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                upload.sha256, upload.report_id,
+                datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"), filename,
+                len(upload.data), len(upload.measurements), int(upload.complete),
+                head["measurement_start_time"], head["probe_asn"], head["probe_cc"],
+                network_type(upload), first.get("software_name"),
+                first.get("software_version"),
+            ),
+        )
+        return bool(cur.rowcount == 1)
+
+    def _insert_index(self, conn: Connection, upload: Upload) -> None:
+        net = network_type(upload)
+        conn.executemany(
+            "INSERT INTO measurements (upload_id, line, measurement_start_time, day, "
+            "probe_asn, probe_cc, network_type, service, function, test_name, input, "
+            "failure, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    upload.sha256, m.line, r["measurement_start_time"],
+                    r["measurement_start_time"][:10], r["probe_asn"], r["probe_cc"], net,
+                    r["service"], r["function"], r["test_name"], r["input"],
+                    r["test_keys"]["failure"],
+                    json.dumps(r, ensure_ascii=False, separators=(",", ":")),
+                )
+                for m in upload.measurements
+                for r in (m.record,)
+            ],
+        )
+        summary = upload.summary
+        if summary is None:
+            return
+        base = (upload.sha256, summary["measurement_start_time"][:10],
+                summary["probe_asn"], summary["probe_cc"], net)
+        functions: list[tuple[Any, ...]] = []
+        methods: list[tuple[Any, ...]] = []
+        for service, svc in summary["services"].items():
+            for function, fn in (svc.get("functions") or {}).items():
+                functions.append((*base, service, function, str(fn["status"])[:32],
+                                  fn.get("reachable", 0), fn.get("total", 0)))
+                for method in sorted(set(fn.get("methods") or [])):
+                    methods.append((*base, service, function, method[:64]))
+        conn.executemany(
+            "INSERT INTO run_functions (upload_id, day, probe_asn, probe_cc, network_type, "
+            "service, function, status, reachable, total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            functions,
+        )
+        conn.executemany(
+            "INSERT INTO run_methods (upload_id, day, probe_asn, probe_cc, network_type, "
+            "service, function, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            methods,
+        )
+
+    def delete(self, upload_id: str) -> bool:
+        with self.db.connection() as conn:
+            with conn.transaction():
+                for table, column in (("run_methods", "upload_id"),
+                                      ("run_functions", "upload_id"),
+                                      ("measurements", "upload_id"), ("uploads", "id")):
+                    cur = conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (upload_id,))
+                deleted = bool(cur.rowcount)
+        if deleted:  # after the commit: a crash in between leaves an invisible blob only
+            self.blobs.delete(upload_id)
+        return deleted
+
+    # -- reading --------------------------------------------------------------------
+
+    def upload_info(self, upload_id: str) -> dict[str, Any] | None:
+        with self.db.connection() as conn:
+            row = conn.fetchone(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?",
+                                (upload_id,))
+        return _upload_dict(row) if row is not None else None
+
+    def list_uploads(self, limit: int, after: str | None) -> list[dict[str, Any]]:
+        with self.db.connection() as conn:
+            rows = conn.fetchall(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id > ? ORDER BY id LIMIT ?",
+                (after or "", limit),
+            )
+        return [_upload_dict(r) for r in rows]
+
+    def raw_file(self, upload_id: str) -> bytes | None:
+        if self.upload_info(upload_id) is None:
+            return None
+        return self.blobs.get(upload_id)
+
+    def measurements(self, filters: Filters, limit: int, after: int = 0
+                     ) -> list[dict[str, Any]]:
+        where, params = filters.where()
+        with self.db.connection() as conn:
+            rows = conn.fetchall(
+                f"SELECT id, upload_id, line, record FROM measurements WHERE {where} "
+                "AND id > ? ORDER BY id LIMIT ?",
+                (*params, after, limit),
+            )
+        return [
+            {"cursor": int(r[0]), "upload_id": r[1], "line": int(r[2]),
+             "measurement": json.loads(r[3])}
+            for r in rows
+        ]
+
+    def summary(self, filters: Filters) -> list[dict[str, Any]]:
+        by_day = Filters(filters.asn, filters.cc, filters.service, filters.function,
+                         filters.since[:10] if filters.since else None,
+                         filters.until[:10] if filters.until else None)
+        where, params = by_day.where(time_column="day")
+        keys = "day, probe_asn, probe_cc, network_type, service, function"
+        statuses = ("ok", "impaired", "blocked", "inconclusive")
+        counts = ", ".join(f"SUM(CASE WHEN status = '{s}' THEN 1 ELSE 0 END)" for s in statuses)
+        with self.db.connection() as conn:
+            rows = conn.fetchall(
+                f"SELECT {keys}, COUNT(*), {counts}, SUM(reachable), SUM(total) "
+                f"FROM run_functions WHERE {where} GROUP BY {keys} ORDER BY {keys}",
+                params,
+            )
+            method_rows = conn.fetchall(
+                f"SELECT {keys}, method, COUNT(*) FROM run_methods WHERE {where} "
+                f"GROUP BY {keys}, method ORDER BY {keys}, method",
+                params,
+            )
+        methods: dict[tuple[Any, ...], dict[str, int]] = {}
+        for r in method_rows:
+            methods.setdefault(tuple(r[:6]), {})[r[6]] = int(r[7])
+        out = []
+        for r in rows:
+            key = tuple(r[:6])
+            out.append({
+                "day": r[0], "asn": r[1], "cc": r[2], "network_type": r[3],
+                "service": r[4], "function": r[5], "runs": int(r[6]),
+                "statuses": {s: int(v) for s, v in zip(statuses, r[7:11], strict=True)},
+                "reachable": int(r[11]), "total": int(r[12]),
+                "methods": methods.get(key, {}),
+            })
+        return out
+
+    def verify(self) -> list[str]:
+        """Consistency check: every indexed upload has its blob, intact and fully indexed."""
+        problems: list[str] = []
+        with self.db.connection() as conn:
+            uploads = conn.fetchall("SELECT id, measurements FROM uploads")
+            counts = dict(conn.fetchall(
+                "SELECT upload_id, COUNT(*) FROM measurements GROUP BY upload_id"))
+            orphans = conn.fetchall(
+                "SELECT DISTINCT upload_id FROM measurements WHERE upload_id NOT IN "
+                "(SELECT id FROM uploads)")
+        for upload_id, expected in uploads:
+            path = self.blobs.path(upload_id)
+            if not path.is_file():
+                problems.append(f"{upload_id}: indexed but its file is missing")
+            elif hashlib.sha256(path.read_bytes()).hexdigest() != upload_id:
+                problems.append(f"{upload_id}: stored file does not match its hash")
+            if int(counts.get(upload_id, 0)) != int(expected):
+                problems.append(
+                    f"{upload_id}: {counts.get(upload_id, 0)} measurements indexed, "
+                    f"{expected} expected")
+        problems.extend(f"{r[0]}: measurements without an upload" for r in orphans)
+        return problems
+
+
+def _upload_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    names = [c.strip() for c in _UPLOAD_COLUMNS.split(",")]
+    out = dict(zip(names, row, strict=True))
+    out["complete"] = bool(out["complete"])
+    out["size_bytes"] = int(out["size_bytes"])
+    out["measurements"] = int(out["measurements"])
+    return out
