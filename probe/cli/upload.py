@@ -87,7 +87,8 @@ def _send(items, uploader, spool, notes):  # type: ignore[no-untyped-def]
         note = notes.get(outcome.id or "")
         extra = f" ({note})" if note else ""
         console.print(f"[{_STYLE[outcome.status]}]{outcome.status.replace('_', ' ')}[/] "
-                      f"{outcome.file}: {outcome.message}{extra}", highlight=False)
+                      f"{outcome.file}: {outcome.message}{extra}", highlight=False,
+                      soft_wrap=True)
 
     try:
         if len(items) == 1:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from collector_files import measurement, summary
 
 from probe.collector import throwaway_pg
 from probe.collector.storage import Storage
@@ -23,39 +30,6 @@ from probe.results import ResultsWriter
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 MakeResults = Callable[..., Path]
-
-SERVICES = {
-    "whatsapp": {"status": "blocked", "functions": {
-        "messaging": {"status": "ok", "reachable": 2, "total": 2, "methods": []},
-        "calls": {"status": "blocked", "reachable": 0, "total": 1, "methods": ["stun_dpi"]},
-    }},
-}
-
-
-def measurement(report_id: str, *, service: str = "whatsapp", function: str = "messaging",
-                start: str = "2016-11-04 09:30:00", asn: str = "AS36903", cc: str = "MA",
-                failure: str | None = None, test_name: str = "tcp_connect",
-                inp: str = "tcp://e1.whatsapp.net:443") -> dict[str, Any]:
-    return {
-        "measurement_start_time": start, "test_runtime": 0.12, "probe_asn": asn,
-        "probe_cc": cc, "report_id": report_id, "software_name": "voip-probe",
-        "software_version": "0.1.0", "input": inp, "annotations": {"network_type": "mobile"},
-        "test_name": test_name, "test_keys": {"failure": failure},
-        "service": service, "function": function, "pass": "main", "schema_version": 1,
-    }
-
-
-def summary(report_id: str, *, start: str = "2016-11-04 09:30:00", asn: str = "AS36903",
-            cc: str = "MA", network_type: str = "mobile",
-            services: dict[str, Any] | None = None, results_file: str = "") -> dict[str, Any]:
-    return {
-        "record": "summary", "schema_version": 1, "report_id": report_id,
-        "measurement_start_time": start, "probe_asn": asn, "probe_cc": cc,
-        "network": {"status": "online", "asn": asn, "cc": cc, "type": network_type},
-        "services": SERVICES if services is None else services,
-        "results_file": results_file,
-    }
-
 
 @pytest.fixture
 def make_results(tmp_path: Path) -> MakeResults:
@@ -130,3 +104,90 @@ def storage(tmp_path: Path, backend_url: str | None) -> Iterator[Storage]:
         yield st
     finally:
         st.close()
+
+
+@pytest.fixture
+def api(storage: Storage) -> Iterator[Any]:
+    """An HTTP client on the collector app (in process), with an admin token."""
+    from fastapi.testclient import TestClient
+
+    from probe.collector.api import CollectorConfig, create_app
+
+    cfg = CollectorConfig(admin_token=ADMIN_TOKEN, rate_limit_per_min=0, max_bytes=1 << 20)
+    with TestClient(create_app(storage, cfg)) as client:
+        yield client
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class CollectorProcess:
+    """``voip-probe serve`` in a child process on 127.0.0.1 (the real server path)."""
+
+    def __init__(self, data_dir: Path, database_url: str | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> CollectorProcess:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "probe", "serve", "--port", str(port), "--data-dir",
+               str(self.data_dir), "--rate-limit", "0", "--log-level", "warning",
+               "--admin-token", ADMIN_TOKEN, *self.extra]
+        if self.database_url:
+            cmd += ["--database-url", self.database_url]
+        self.log = open(self.data_dir.parent / f"serve-{port}.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {Path(self.log.name).read_text()}")
+            try:
+                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"serve did not come up: {Path(self.log.name).read_text()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc is not None:
+            self.log.close()
+
+
+@pytest.fixture
+def collector_process(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]:
+    started: list[CollectorProcess] = []
+
+    def start(database_url: str | None = None, data_dir: Path | None = None,
+              extra: tuple[str, ...] = ()) -> CollectorProcess:
+        d = data_dir or tmp_path / "collector"
+        d.mkdir(parents=True, exist_ok=True)
+        proc = CollectorProcess(d, database_url, extra)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()
