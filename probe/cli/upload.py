@@ -72,7 +72,7 @@ def upload(
         raise typer.Exit(EXIT_INCONCLUSIVE if "spooled" in statuses else EXIT_OK)
 
 
-def _send(items, uploader, spool, notes):  # type: ignore[no-untyped-def]
+def _send(items, uploader, spool, notes):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from probe import upload as up

@@ -111,7 +111,7 @@ class Connection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.raw.execute(self._sql(sql), tuple(params))
 
-    def executemany(self, sql: str, rows: list[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
         if self.kind == "postgresql":
@@ -177,19 +177,19 @@ class Database:
 
     def _connect(self) -> Connection:
         if self.kind == "sqlite":
-            raw = sqlite3.connect(
+            lite = sqlite3.connect(
                 self.sqlite_path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None, check_same_thread=False,
             )
-            raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            raw.execute("PRAGMA journal_mode = WAL")
+            lite.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            lite.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit is on disk before the upload is acknowledged.
-            raw.execute("PRAGMA synchronous = FULL")
-            return Connection(raw, "sqlite")
+            lite.execute("PRAGMA synchronous = FULL")
+            return Connection(lite, "sqlite")
         import psycopg
 
-        raw = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-        return Connection(raw, "postgresql")
+        pg = psycopg.connect(str(self.url), autocommit=True, connect_timeout=5)
+        return Connection(pg, "postgresql")
 
     def _broken(self, conn: Connection) -> bool:
         if self.kind == "postgresql":
