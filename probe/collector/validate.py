@@ -11,7 +11,8 @@ so the server stores nothing unless the whole file passed. Checks, in order:
   ``function`` and ``schema_version``, with ``test_keys.failure`` present (``null`` or a
   failure string); the last line is the ``"record": "summary"`` line, unless the upload is
   declared partial (a crashed run, which has no summary);
-- counts: a bounded number of lines and line length; one ``report_id`` for the whole file.
+- counts: a bounded number of lines and line length; one ``report_id`` for the whole file;
+  the summary's ``measurements`` count (when present) matches the measurement lines.
 """
 
 from __future__ import annotations
@@ -172,6 +173,14 @@ def parse_upload(
             'the last line is not the "record": "summary" line (a truncated file?); '
             "a crashed run's file is accepted only as a partial upload (?partial=true)",
         )
+    if upload.summary is not None and "measurements" in upload.summary:
+        declared = upload.summary["measurements"]
+        if type(declared) is not int or declared != len(upload.measurements):
+            raise Rejected(
+                422,
+                f"line {len(lines)}: the summary counts {declared!r} measurements but the "
+                f"file holds {len(upload.measurements)} (lines lost or added?)",
+            )
     if upload.summary is None and not upload.measurements:
         raise Rejected(422, "partial upload without any measurement")
     upload.report_id = report_id or ""

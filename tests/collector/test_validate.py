@@ -182,3 +182,12 @@ def test_plain_filenames_are_kept() -> None:
     name = "20161104T093000Z_AS36903_mobile_ab12cd.jsonl"
     assert check_filename(name) == name
     assert check_filename(None) is None
+
+
+def test_summary_count_must_match_the_lines() -> None:
+    s = summary("r")
+    s["measurements"] = 3
+    rejected(jsonl(measurement("r"), measurement("r"), s), 422,
+             "the summary counts 3 measurements but the file holds 2")
+    s["measurements"] = 2
+    assert len(parse_upload(jsonl(measurement("r"), measurement("r"), s)).measurements) == 2
