@@ -28,7 +28,8 @@ from probe.results import ResultsError, iter_records
 Record = dict[str, Any]
 Warn = Callable[[str], None]
 
-_TAIL_BLOCK = 64 * 1024
+_FIRST_BLOCK = 8 * 1024
+_TAIL_BLOCK = 1024 * 1024
 # The run summary's own keys (DESIGN.md "Run summary"), in contract order.
 RUN_SUMMARY_KEYS = ("report_id", "results_file", "network", "services")
 
@@ -152,8 +153,10 @@ def _last_line(path: Path) -> tuple[bytes | None, bool]:
         end = fh.seek(0, os.SEEK_END)
         buf = b""
         pos = end
+        block = _FIRST_BLOCK
         while pos > 0:
-            step = min(_TAIL_BLOCK, pos)
+            step = min(block, pos)
+            block = min(block * 4, _TAIL_BLOCK)  # summaries are small; grow only if needed
             pos -= step
             fh.seek(pos)
             buf = fh.read(step) + buf

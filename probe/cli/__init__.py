@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "reflector",
     "upload",
     "serve",
+    "compare",
+    "timeline",
+    "report",
 )
 
 

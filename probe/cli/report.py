@@ -1,0 +1,67 @@
+"""``voip-probe report FILES|DIR -o report.html``: one self-contained HTML report.
+
+Parses options, builds the timeline (same streaming read and event rule as
+``voip-probe timeline``), renders :func:`probe.report.render_report` to a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from probe.cli.app import app
+from probe.cli.common import UsageError, command_boundary, stderr_console
+from probe.cli.timeline import RULE_HELP
+
+
+@app.command("report")
+def report_command(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Results files, or folders searched for *.jsonl / *.jsonl.gz.")],
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    title: Annotated[str, typer.Option("--title", help="Heading of the page.")] = (
+        "voip-probe report"),
+    window: Annotated[int, typer.Option("--window", min=1, help="See `timeline`.")] = 3,
+    confirm: Annotated[int, typer.Option("--confirm", min=1, help="See `timeline`.")] = 2,
+    impaired_is_ok: Annotated[bool, typer.Option(
+        "--impaired-is-ok", help="See `timeline`.")] = False,
+) -> None:
+    """Write one HTML file (opens without network) with a status-over-time chart per
+    service and network, the onset/restoration events and the latest verdicts."""
+    with command_boundary():
+        from rich.progress import track
+
+        from probe.report import render_report
+        from probe.results import ResultsError, expand_paths
+        from probe.timeline import Rule, build_timeline
+
+        console = stderr_console()
+        try:
+            rule = Rule(window=window, threshold=confirm, impaired_is_down=not impaired_is_ok)
+            files = expand_paths(paths)
+        except (ValueError, ResultsError) as exc:
+            raise UsageError(str(exc)) from None
+        if not files:
+            raise UsageError(f"no results files (*.jsonl, *.jsonl.gz) in "
+                             f"{', '.join(map(str, paths))}")
+
+        def warn(message: str) -> None:
+            console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+        stream = track(files, description="reading run summaries", console=console,
+                       transient=True, disable=not console.is_terminal)
+        timeline = build_timeline(stream, rule, warn)
+        rule_text = (f"Events: a change counts when {rule.threshold} of {rule.window} "
+                     f"conclusive runs agree. " + RULE_HELP.split(". ", 1)[0] + ".")
+        html = render_report(timeline, title=title, rule_text=rule_text)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(html, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{output}: cannot write the report ({exc.strerror})") from None
+        events = sum(len(n.events) for n in timeline.networks)
+        console.print(f"wrote {output}: {timeline.runs} runs, {len(timeline.networks)} "
+                      f"networks, {events} events")
