@@ -1,0 +1,180 @@
+"""``voip-probe watch --every 30m``: measure periodically, one results file per run.
+
+Each run is exactly what ``voip-probe run`` does (the same options and the same library
+call, :func:`probe.cli.run.execute`), started every ``--every`` (measured from the
+start of the previous run; a run that takes longer than the interval is followed at
+once by the next). After each run the new file is optionally uploaded (``--collector``
+or ``--upload``, :mod:`probe.upload`); an upload that fails leaves the file in the
+upload spool and never stops the watch. Ctrl-C stops cleanly: a run in progress still
+writes its summary line, and the command prints what was done and exits 0.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from probe.cli.app import app
+from probe.cli.common import UsageError, command_boundary, stderr_console
+
+_INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
+_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+
+
+def parse_interval(text: str) -> float:
+    """``30m``, ``1h``, ``90s``, ``1.5h`` (a bare number is minutes) -> seconds."""
+    match = _INTERVAL_RE.match(text)
+    if not match:
+        raise UsageError(f"--every {text!r}: give a duration such as 30m, 2h or 90s")
+    seconds = float(match.group(1)) * _UNIT_S[(match.group(2) or "m").lower()]
+    if seconds <= 0:
+        raise UsageError(f"--every {text!r}: the interval must be more than zero")
+    return seconds
+
+
+@dataclass(slots=True)
+class Watcher:
+    """The schedule, separate from what a run does (so tests can drive it with fakes)."""
+
+    every_s: float
+    count: int | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    runs: int = 0
+    late: list[int] = field(default_factory=list)  # runs that overran the interval
+
+    def loop(self, run_once: Callable[[int], None],
+             on_wait: Callable[[float], None] | None = None) -> int:
+        """Call ``run_once(n)`` every ``every_s`` seconds until ``count`` runs are done
+        (forever when ``None``); KeyboardInterrupt propagates to the caller."""
+        next_start = self.clock()
+        while self.count is None or self.runs < self.count:
+            now = self.clock()
+            if next_start > now:
+                if on_wait is not None:
+                    on_wait(next_start - now)
+                self.sleep(next_start - now)
+            started = self.clock()
+            run_once(self.runs + 1)
+            self.runs += 1
+            next_start = started + self.every_s
+            if self.clock() > next_start:
+                self.late.append(self.runs)
+                next_start = self.clock()
+        return self.runs
+
+
+class _Upload:
+    """After-each-run upload through :mod:`probe.upload` (when this version has it)."""
+
+    def __init__(self, collector: str | None, spool_dir: Path | None) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("probe.upload") is None:
+            raise UsageError("this version of voip-probe cannot upload (no probe.upload)")
+        from probe import upload as up  # type: ignore[attr-defined]
+
+        self.up = up
+        try:
+            self.base = up.collector_url(collector)
+            self.spool = up.Spool(spool_dir)
+        except up.UploadError as exc:
+            raise UsageError(str(exc)) from None
+
+    def send(self, path: Path) -> str:
+        up = self.up
+        uploader = up.Uploader(self.base)
+        try:
+            (outcome,) = up.deliver([up.prepare(path)], uploader, self.spool)
+        except up.UploadError as exc:
+            return f"upload failed: {exc}"
+        finally:
+            uploader.close()
+        return f"upload: {outcome.status.replace('_', ' ')} ({outcome.message})"
+
+
+@app.command("watch")
+def watch_command(
+    every: Annotated[str, typer.Option(
+        "--every", help="Time between the starts of two runs: 30m, 2h, 90s ...")] = "30m",
+    count: Annotated[int | None, typer.Option(
+        "--count", min=1, help="Stop after this many runs (default: until Ctrl-C).")] = None,
+    targets: Annotated[list[Path] | None, typer.Option(
+        "--targets", help="As for `run`: target file (TOML), repeatable.")] = None,
+    services: Annotated[str | None, typer.Option(
+        "--services", help="As for `run`: only these services, comma-separated.")] = None,
+    resolver: Annotated[str | None, typer.Option(
+        "--resolver", help="As for `run`: DNS resolver IP.")] = None,
+    doh: Annotated[str | None, typer.Option(
+        "--doh", help="As for `run`: DNS-over-HTTPS control resolver URL.")] = None,
+    reflector: Annotated[str | None, typer.Option(
+        "--reflector", help="As for `run`: cooperating reflector host.")] = None,
+    ca_bundle: Annotated[Path | None, typer.Option(
+        "--ca-bundle", help="As for `run`: extra CA certificates (PEM).")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="As for `run`: budget of each check, seconds.")] = 10.0,
+    output: Annotated[Path, typer.Option(
+        "--output", help="Folder for the results files.")] = Path("results"),
+    network_type: Annotated[str | None, typer.Option(
+        "--network-type", help="mobile, fixed, wifi or unknown (asked once when unset and "
+        "a terminal is attached).")] = None,
+    include_ip: Annotated[bool, typer.Option(
+        "--include-ip", help="As for `run`: write the public IP (off by default).")] = False,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", help="As for `run`: checks at once.")] = 256,
+    upload: Annotated[bool, typer.Option(
+        "--upload", help="Upload each results file after its run (to --collector, or the "
+        "collector in the config file).")] = False,
+    collector: Annotated[str | None, typer.Option(
+        "--collector", envvar="VOIP_PROBE_COLLECTOR",
+        help="Collector base URL; implies --upload.")] = None,
+    spool_dir: Annotated[Path | None, typer.Option(
+        "--spool", help="Upload spool folder (default: as for `upload`).")] = None,
+) -> None:
+    """Run the measurements periodically (each run as `voip-probe run` does it, one
+    results file each), optionally uploading each file; stop with Ctrl-C.
+
+    Exit code 0 when stopped by Ctrl-C or after --count runs; 2 for bad options.
+    """
+    with command_boundary():
+        from probe.cli.run import build_config, execute
+        from probe.targets import load_plan
+
+        console = stderr_console()
+        every_s = parse_interval(every)
+        cfg = build_config(resolver=resolver, doh=doh, reflector=reflector,
+                           ca_bundle=ca_bundle, timeout=timeout, network_type=network_type,
+                           include_ip=include_ip, concurrency=concurrency, interactive=True)
+        plan = load_plan(targets, services.split(",") if services else None)
+        sender = _Upload(collector, spool_dir) if (upload or collector) else None
+        watcher = Watcher(every_s, count)
+        files: list[Path] = []
+
+        def run_once(n: int) -> None:
+            console.rule(f"run {n}" + (f" of {count}" if count else "") +
+                         f" ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC)")
+            outcome = execute(plan, cfg, output)
+            files.append(Path(outcome.results_file))
+            console.print(f"results: {outcome.results_file}", highlight=False)
+            if sender is not None:
+                console.print(sender.send(Path(outcome.results_file)), highlight=False)
+
+        def on_wait(seconds: float) -> None:
+            at = time.strftime("%H:%M:%S", time.gmtime(time.time() + seconds))
+            console.print(f"[dim]next run at {at} UTC (in {seconds:.0f} s); Ctrl-C to stop[/]")
+
+        stopped = False
+        try:
+            watcher.loop(run_once, on_wait)
+        except KeyboardInterrupt:
+            stopped = True
+        how = "stopped by Ctrl-C" if stopped else "done"
+        console.print(f"{how}: {watcher.runs} complete run(s), results in {output}"
+                      + (f"; {len(watcher.late)} run(s) took longer than --every"
+                         if watcher.late else ""), highlight=False)
