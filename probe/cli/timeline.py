@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from probe.cli.app import app
 from probe.cli.common import UsageError, command_boundary, stderr_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from probe.timeline import Timeline
 
 RULE_HELP = (
     "Runs are grouped by network (ASN + network type) and ordered in time. Per service "
@@ -74,7 +79,7 @@ def timeline_command(
             sys.stdout.write(json.dumps(timeline.to_json(), indent=2) + "\n")
 
 
-def render(console, timeline, files: int) -> None:  # type: ignore[no-untyped-def]
+def render(console: Console, timeline: Timeline, files: int) -> None:
     from rich.table import Table
 
     from probe.cli.compare import STATUS_STYLE
@@ -109,7 +114,7 @@ def render(console, timeline, files: int) -> None:  # type: ignore[no-untyped-de
                 note = "no conclusive run"
             now.add_row(c.service, c.function, state, c.since or "", latest, note)
         console.print(now)
-    events = sum(len(n.events) for n in timeline.networks)
+    n_events = sum(len(n.events) for n in timeline.networks)
     console.print(f"{files} files, {timeline.runs} runs, {len(timeline.networks)} networks, "
-                  f"{events} events" + (f", {timeline.skipped_files} files skipped"
+                  f"{n_events} events" + (f", {timeline.skipped_files} files skipped"
                                         if timeline.skipped_files else ""))
