@@ -188,11 +188,17 @@ def _recompute(path: Path, warn: Warn) -> RunSummary | None:
         warn(f"{path}: no summary line (the run was cut short) and this version cannot "
              "recompute verdicts from measurements; skipped")
         return None
-    measurements = [r for r in iter_records(path, warn) if r.get("record") != "summary"]
+    measurements = [r for r in iter_records(path, warn)
+                    if r.get("record") != "summary" and "service" in r and "function" in r]
     if not measurements:
-        warn(f"{path}: no summary line and no measurements; skipped")
+        warn(f"{path}: no summary line and no measurements (not a results file?); skipped")
         return None
-    result = summarize(measurements)
+    try:
+        result = summarize(measurements)
+    except Exception as exc:  # one odd file must not stop the analysis of the others
+        warn(f"{path}: no summary line, and its measurements could not be summarized "
+             f"({type(exc).__name__}: {exc}); skipped")
+        return None
     summary: Record = result.to_json() if hasattr(result, "to_json") else dict(result)
     first = measurements[0]
     net: dict[str, Any] = summary.get("network") or {}

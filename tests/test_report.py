@@ -86,3 +86,21 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     red, green = colors.get((0xC6, 0x28, 0x28), 0), colors.get((0x2E, 0x7D, 0x32), 0)
     assert red > 2000 and green > 10000, (red, green)
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_chart_merges_runs_with_the_same_status(tmp_path: Path) -> None:
+    from probe.report import service_chart
+    from probe.results import expand_paths
+    from probe.timeline import Rule, build_timeline
+
+    statuses = [OK] * 40 + [BLOCKED] * 40 + [OK] * 40
+    for t, status in zip(times("2016-01-01 00:00:00", 120, step_min=30), statuses,
+                         strict=True):
+        write_run(tmp_path, t, {("whatsapp", "calls"): status, ("whatsapp", "web"): OK},
+                  measurements_per_function=1)
+    tl = build_timeline(expand_paths([tmp_path]), Rule(), lambda m: None)
+    svg = service_chart(tl.networks[0], "whatsapp")
+    assert re.findall(r"<title>calls: (\w+) from [^(]+\((\d+) runs\)", svg) == [
+        ("ok", "40"), ("blocked", "40"), ("ok", "40")]
+    assert len(re.findall(r"<title>web: ", svg)) == 1
+    assert svg.count("stroke-dasharray") == 2  # onset and restoration markers

@@ -73,3 +73,34 @@ def test_truncated_gzip_and_empty_file(tmp_path: Path, monkeypatch) -> None:
     assert gzip.decompress(good.read_bytes()).endswith(b"}\n")
     with pytest.raises(ResultsError, match="no such results file"):
         load_summary(tmp_path / "missing.jsonl", warnings.append)
+
+
+def test_a_file_that_is_not_results_is_skipped(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    import types
+
+    calls: list[int] = []
+    fake = types.ModuleType("probe.verdicts")
+    fake.summarize = lambda records: calls.append(1)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "probe.verdicts", fake)
+    path = tmp_path / "other.jsonl"
+    path.write_text('{"a": 1}\n{"b": 2}\n')
+    warnings: list[str] = []
+    assert load_summary(path, warnings.append) is None
+    assert calls == [] and "not a results file" in warnings[0]
+
+
+def test_summarize_failing_on_one_file_is_a_warning(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    import types
+
+    def summarize(records):
+        raise KeyError("test_keys")
+
+    fake = types.ModuleType("probe.verdicts")
+    fake.summarize = summarize  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "probe.verdicts", fake)
+    path = write_run(tmp_path, T0, {("whatsapp", "calls"): OK}, crashed=True)
+    warnings: list[str] = []
+    assert load_summary(path, warnings.append) is None
+    assert any("could not be summarized" in w and "KeyError" in w for w in warnings)
