@@ -78,7 +78,7 @@ class _Upload:
 
         if importlib.util.find_spec("probe.upload") is None:
             raise UsageError("this version of voip-probe cannot upload (no probe.upload)")
-        from probe import upload as up  # type: ignore[attr-defined]
+        from probe import upload as up
 
         self.up = up
         try:
