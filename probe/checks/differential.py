@@ -1,0 +1,89 @@
+"""Payload-differential check (techniques.md 4.5): on one reflector port, over one
+5-tuple, in random order and repeated, send plain STUN, app-flavoured STUN (``flavor``:
+WhatsApp's message types and attributes, Teams' Microsoft attributes, Google's 0xFF03,
+a REALM naming the app) and random bytes, all of the same length. The reflector answers
+STUN Binding requests and echoes the rest. The reflector's port 443 is the baseline.
+
+* random passes, plain STUN does not: ``stun_dpi``;
+* plain STUN passes, app-flavoured STUN does not: ``app_stun_dpi``;
+* nothing passes on the port while the baseline does: ``udp_blocked``;
+* the reflector does not answer at all, or does not listen there: ``not_applicable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from probe import failures
+from probe.checks import callpath
+from probe.model import Endpoint
+
+if TYPE_CHECKING:
+    from probe.checks import CheckContext, TestKeys
+
+NAME = "differential"
+REPEATS = 3
+_METHOD = {"stun_dpi": "stun_dpi", "app_stun_dpi": "app_stun_dpi",
+           "udp_blocked": "udp_blocked"}
+_FAILED_OPERATION = {"stun_dpi": "stun", "app_stun_dpi": "app_stun", "udp_blocked": "udp",
+                     "random_blocked": "random", "inconclusive": "differential"}
+
+
+def outcome(test_keys: TestKeys) -> str:
+    """ok | stun_dpi | app_stun_dpi | udp_blocked | random_blocked | inconclusive |
+    nothing_listens | reflector_unreachable, from the stored counts."""
+    same, base = test_keys.get("trials"), test_keys.get("baseline")
+    r = callpath.answered(same, "random")
+    s = callpath.answered(same, "stun")
+    a = callpath.answered(same, "app_stun")
+    if r and s and a is not False:
+        return "ok"
+    if r and s is False:
+        return "stun_dpi"
+    if r and s and a is False:
+        return "app_stun_dpi"
+    if not callpath.any_answered(same):
+        if (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
+            return "nothing_listens"
+        return "udp_blocked" if callpath.any_answered(base) else "reflector_unreachable"
+    if s and not r:
+        return "random_blocked"  # only recognised protocols pass: an allow-list
+    return "inconclusive"
+
+
+def methods(test_keys: TestKeys) -> list[str]:
+    if test_keys.get("failure") in (None, failures.NOT_APPLICABLE):
+        return []
+    method = _METHOD.get(outcome(test_keys))
+    return [method] if method else []
+
+
+async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
+    port = endpoint.port
+    if port is None:
+        raise ValueError(f"{endpoint.source}: differential endpoint needs a port")
+    flavor = endpoint.options.get("flavor")
+    ip, info = await callpath.reflector_address(ctx)
+    if ip is None:
+        return info
+    makers, length = callpath.differential_makers(flavor)
+    same, base = await asyncio.gather(
+        callpath.trials(ctx, ip, port, makers, REPEATS, ctx.deadline),
+        callpath.trials(ctx, ip, callpath.BASELINE_PORT,
+                        {"random": makers["random"]}, 2, ctx.deadline),
+    )
+    keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
+                      "flavor": flavor, "payload_bytes": length, "trials": same,
+                      "baseline": base}
+    result = outcome(keys)
+    keys["outcome"] = result
+    if result in ("nothing_listens", "reflector_unreachable"):
+        keys["failure"] = failures.NOT_APPLICABLE
+        keys["reason"] = {"nothing_listens": "the reflector does not listen on this port",
+                          "reflector_unreachable": "no answer from the reflector on this "
+                                                   "port nor on its port 443"}[result]
+    elif result != "ok":
+        keys["failure"] = failures.GENERIC_TIMEOUT
+        keys["failed_operation"] = _FAILED_OPERATION[result]
+    return keys

@@ -1,0 +1,132 @@
+"""QUIC check: a version-negotiation ping to UDP 443 of a service host (OONI quicping,
+ts-031; RFC 9000 6 and 17.2.1).
+
+A 1200-byte long-header Initial with the reserved version 0xbabababa and a random
+payload (no ClientHello, so no SNI for a censor to match) forces any QUIC server to
+answer with a Version Negotiation packet echoing our connection IDs; no server of ours
+is needed. Sent with the stun check's retransmission schedule within the budget. A
+datagram that is not a matching Version Negotiation is recorded as an unexpected
+response (possible injection); no answer is ``generic_timeout_error``. A service whose
+UDP 443 is silent while its TCP works is a sign of UDP blocking (``udp_blocked``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from typing import TYPE_CHECKING, Any
+
+from probe import failures
+from probe.checks import callpath
+from probe.checks.dns import dns_methods
+from probe.model import Endpoint
+
+if TYPE_CHECKING:
+    from probe.checks import CheckContext, TestKeys
+
+NAME = "quic"
+GREASE_VERSION = 0xBABABABA
+INITIAL_LEN = 1200
+
+
+def methods(test_keys: TestKeys) -> list[str]:
+    failure = test_keys.get("failure")
+    if failure is None:
+        return []
+    if test_keys.get("failed_operation") == "resolve":
+        return dns_methods(failure)
+    return ["udp_blocked"] if failure == failures.GENERIC_TIMEOUT else []
+
+
+def initial_packet(dcid: bytes, scid: bytes) -> bytes:
+    """A long-header Initial of exactly 1200 bytes with the GREASE version."""
+    head = bytes([0xC0 | (os.urandom(1)[0] & 0x0F)]) + struct.pack("!I", GREASE_VERSION)
+    head += bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
+    return head + os.urandom(INITIAL_LEN - len(head))
+
+
+def parse_version_negotiation(data: bytes, dcid: bytes, scid: bytes) -> list[int] | None:
+    """The versions offered, if ``data`` is a Version Negotiation answering our IDs."""
+    if len(data) < 7 or not data[0] & 0x80 or data[1:5] != b"\x00\x00\x00\x00":
+        return None
+    pos = 5
+    dlen = data[pos]
+    their_dcid = data[pos + 1:pos + 1 + dlen]
+    pos += 1 + dlen
+    if pos >= len(data):
+        return None
+    slen = data[pos]
+    their_scid = data[pos + 1:pos + 1 + slen]
+    pos += 1 + slen
+    rest = data[pos:]
+    # RFC 9000 17.2.1: the server's DCID is our SCID and its SCID our DCID.
+    if their_dcid != scid or their_scid != dcid or not rest or len(rest) % 4:
+        return None
+    return [int.from_bytes(rest[i:i + 4], "big") for i in range(0, len(rest), 4)]
+
+
+async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
+    host, port = endpoint.target_host, endpoint.port or 443
+    if host is None:
+        raise ValueError(f"{endpoint.source}: quic endpoint needs a host")
+    keys: TestKeys = {"failure": None, "failed_operation": None, "quic_ping": None}
+    resolved = await ctx.resolver.resolve(host, ctx.deadline)
+    if resolved.failure is not None or not resolved.addresses:
+        keys["failure"] = resolved.failure or failures.DNS_NO_ANSWER
+        keys["failed_operation"] = "resolve"
+        return keys
+    v4 = [a for a in resolved.addresses if ":" not in a]
+    ip = (v4 or resolved.addresses)[0]
+    ping = await _ping(ctx, ip, port)
+    keys["quic_ping"] = ping
+    if ping["failure"] is not None:
+        keys["failure"], keys["failed_operation"] = ping["failure"], "quic_ping"
+    return keys
+
+
+async def _ping(ctx: CheckContext, ip: str, port: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    dcid, scid = os.urandom(8), os.urandom(8)
+    packet = initial_packet(dcid, scid)
+    out: dict[str, Any] = {"ip": ip, "port": port, "sends": [], "responses": [],
+                           "unexpected_responses": 0, "supported_versions": None,
+                           "failure": failures.GENERIC_TIMEOUT}
+    try:
+        flow = await ctx.net.udp_open(ip, port)
+    except Exception as exc:
+        out["failure"] = callpath.udp_failure(exc)
+        return out
+    t0 = loop.time()
+    rto, next_send = callpath.RTO_S, t0
+    try:
+        while loop.time() < ctx.deadline:
+            now = loop.time()
+            if now >= next_send and len(out["sends"]) < callpath.MAX_SENDS:
+                await flow.send(packet)
+                out["sends"].append(round(now - t0, 4))
+                next_send, rto = now + rto, rto * 2
+            try:
+                data = await flow.recv(min(next_send, ctx.deadline) - loop.time())
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                out["failure"] = callpath.udp_failure(exc)
+                return out
+            t = round(loop.time() - t0, 4)
+            versions = parse_version_negotiation(data, dcid, scid)
+            if versions is None:
+                out["unexpected_responses"] += 1
+                out["responses"].append({"t": t, "bytes": len(data), "kind": "unexpected"})
+                continue
+            out["responses"].append({"t": t, "bytes": len(data), "kind": "version_negotiation"})
+            out["supported_versions"] = [f"{v:#010x}" for v in versions]
+            out["failure"] = None
+            return out
+    except OSError as exc:
+        out["failure"] = callpath.udp_failure(exc)
+    finally:
+        flow.close()
+    if out["unexpected_responses"]:
+        out["failure"] = failures.QUIC_UNEXPECTED_REPLY
+    return out

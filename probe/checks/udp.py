@@ -1,0 +1,70 @@
+"""UDP check: does an echo come back from the reflector on a call port?
+
+Random bytes (RTP-sized, never STUN-looking, so that only the port is tested) are sent
+to the reflector (``--reflector``) on the endpoint's port, a few times; at the same time
+the reflector's port 443 is tried as the baseline. An ICMP port-unreachable from the
+reflector means the path works and nothing listens there: never blocking (DESIGN.md
+"Reflector"). No echo on the port while the baseline answers: ``udp_blocked``. Neither
+answering: the reflector cannot be reached, and nothing is concluded (``not_applicable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from probe import failures
+from probe.checks import callpath
+from probe.model import Endpoint
+
+if TYPE_CHECKING:
+    from probe.checks import CheckContext, TestKeys
+
+NAME = "udp"
+PAYLOAD_LEN = 172  # an RTP packet of 20 ms of G.711/Opus-sized audio
+REPEATS = 3
+
+
+def outcome(test_keys: TestKeys) -> str:
+    """ok | nothing_listens | udp_blocked | reflector_unreachable (from stored keys)."""
+    same, base = test_keys.get("echo"), test_keys.get("baseline")
+    if callpath.any_answered(same):
+        return "ok"
+    if (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
+        return "nothing_listens"
+    if callpath.any_answered(base):
+        return "udp_blocked"
+    return "reflector_unreachable"
+
+
+def methods(test_keys: TestKeys) -> list[str]:
+    if test_keys.get("failure") in (None, failures.NOT_APPLICABLE):
+        return []
+    return ["udp_blocked"] if outcome(test_keys) == "udp_blocked" else []
+
+
+async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
+    port = endpoint.port
+    if port is None:
+        raise ValueError(f"{endpoint.source}: udp endpoint needs a port")
+    ip, info = await callpath.reflector_address(ctx)
+    if ip is None:
+        return info
+    random_payload = {"random": lambda: callpath.Payload(
+        callpath.random_bytes(PAYLOAD_LEN), None)}
+    jobs: list[Any] = [callpath.trials(ctx, ip, port, random_payload, REPEATS, ctx.deadline)]
+    if port != callpath.BASELINE_PORT:
+        jobs.append(callpath.trials(ctx, ip, callpath.BASELINE_PORT, random_payload, 2,
+                                    ctx.deadline))
+    results = await asyncio.gather(*jobs)
+    keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
+                      "echo": results[0], "baseline": results[-1]}
+    result = outcome(keys)
+    keys["outcome"] = result
+    if result == "udp_blocked":
+        keys["failure"] = failures.GENERIC_TIMEOUT
+        keys["failed_operation"] = "udp_echo"
+    elif result == "reflector_unreachable":
+        keys["failure"] = failures.NOT_APPLICABLE
+        keys["reason"] = "no echo from the reflector on this port nor on its port 443"
+    return keys
