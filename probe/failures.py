@@ -45,6 +45,7 @@ PORT_UNREACHABLE = "port_unreachable"  # ICMP port unreachable on UDP
 STUN_MALFORMED_REPLY = "stun_malformed_reply"
 STUN_UNEXPECTED_REPLY = "stun_unexpected_reply"  # well-formed, but not an answer to us
 STUN_ERROR_RESPONSE = "stun_error_response"
+QUIC_UNEXPECTED_REPLY = "quic_unexpected_reply"  # a datagram that is not our Version Negotiation
 DNS_NO_RESOLVER = "dns_no_resolver"  # no name server configured (empty resolv.conf)
 NOT_APPLICABLE = "not_applicable"  # e.g. no reflector configured for a differential test
 

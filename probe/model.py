@@ -55,7 +55,9 @@ class Endpoint:
             return self.url
         if self.port is None:
             return f"{self.check}://{self.host}"
-        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        if self.host is None:  # call-path checks without hosts go to --reflector
+            return f"{self.check}://reflector:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.check}://{host}:{self.port}"
 
     @property

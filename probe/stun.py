@@ -463,6 +463,44 @@ def allocate_request(*, transaction_id: bytes | None = None,
     return msg
 
 
+# App flavours: what nDPI-like DPI keys on (research/endpoints.md section 10). The
+# distinctive marker comes first (message type, or first attribute) so that a censor
+# matching fixed offsets sees it, as a real client's first packet would show it.
+FLAVORS: dict[str, str] = {
+    "whatsapp": "WhatsApp call STUN: message type 0x0800, attributes 0x4000-0x4004, 0x4007",
+    "teams": "Teams/Skype STUN: MS attributes 0x8054, 0x8070, 0x8095, 0x8055",
+    "google": "Google Meet STUN: attribute 0xFF03, REALM google.com",
+    "viber": "Viber STUN: REALM viber.com",
+    "signal": "Signal STUN: REALM signal.org",
+    "telegram": "Telegram STUN: REALM telegram.org",
+}
+
+
+def app_flavoured(flavor: str) -> StunMessage:
+    """An app-flavoured STUN message (new transaction ID each call)."""
+    r4 = os.urandom
+    if flavor == "whatsapp":
+        msg = StunMessage(0x0800)
+        for t in (0x4000, 0x4001, 0x4002, 0x4003, 0x4004, 0x4007):
+            msg.add(t, r4(4))
+        return msg
+    msg = binding_request(software=None)
+    if flavor == "teams":
+        msg.add(ATTR_MS_CANDIDATE_IDENTIFIER, r4(4).hex().encode())
+        msg.add(ATTR_MS_IMPLEMENTATION_VERSION, encode_u32(2))
+        msg.add(ATTR_MS_MULTIPLEXED_TURN_SESSION_ID, r4(8))
+        msg.add(ATTR_MS_SERVICE_QUALITY, bytes([0, 1, 0, 1]))
+    elif flavor == "google":
+        msg.add(ATTR_GOOGLE_FF03, r4(4))
+        msg.add(ATTR_REALM, b"google.com")
+    elif flavor in ("viber", "signal", "telegram"):
+        realm = {"viber": "viber.com", "signal": "signal.org", "telegram": "telegram.org"}
+        msg.add(ATTR_REALM, realm[flavor].encode())
+    else:
+        raise ValueError(f"unknown STUN flavor {flavor!r} (known: {', '.join(FLAVORS)})")
+    return msg
+
+
 def describe(msg: StunMessage) -> dict[str, object]:
     """A JSON-friendly summary (type, attribute names); addresses are not included."""
     return {

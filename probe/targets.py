@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.model import FUNCTIONS, Endpoint, Plan, Service
+from probe.stun import FLAVORS as STUN_FLAVORS
 
 
 class TargetsError(Exception):
@@ -65,6 +66,23 @@ class CheckSpec:
 CHECK_SPECS: dict[str, CheckSpec] = {
     "dns": CheckSpec(ports="forbidden", doc="resolve the hosts (A and AAAA) and nothing else"),
     "tcp": CheckSpec(doc="TCP connect to every resolved address"),
+    # Call path (probe/checks/{stun,turn,udp,differential,stream,quic}.py).
+    "stun": CheckSpec(doc="STUN Binding request (RFC 8489) with retransmission; a same-port "
+                          "reflector control tells how a silent server is blocked"),
+    "turn": CheckSpec(doc="TURN Allocate without credentials: a 401 with REALM and NONCE "
+                          "proves the relay is reachable"),
+    "udp": CheckSpec(hosts="forbidden",
+                     doc="echo from the reflector (--reflector) on each port; baseline: its "
+                         "port 443"),
+    "differential": CheckSpec(
+        hosts="forbidden", options={"flavor": one_of(*STUN_FLAVORS)},
+        doc="plain STUN, app-flavoured STUN (flavor = ...) and random bytes of one length, "
+            "in random order, to the reflector on each port"),
+    "stream": CheckSpec(hosts="forbidden",
+                        doc="a call-like RTP-sized stream through the reflector on each port, "
+                            "compared with its port 443"),
+    "quic": CheckSpec(doc="QUIC version-negotiation ping (1200-byte Initial, version "
+                          "0xbabababa) to each host and port"),
 }
 
 COMMON_KEYS = {"function", "check", "hosts", "ports", "urls", "pool", "expected_networks"}

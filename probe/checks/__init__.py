@@ -35,6 +35,12 @@ TestKeys = dict[str, Any]
 CHECK_MODULES: dict[str, str] = {
     "dns": "probe.checks.dns",
     "tcp": "probe.checks.tcp",
+    "stun": "probe.checks.stun",
+    "turn": "probe.checks.turn",
+    "udp": "probe.checks.udp",
+    "differential": "probe.checks.differential",
+    "stream": "probe.checks.stream",
+    "quic": "probe.checks.quic",
 }
 
 

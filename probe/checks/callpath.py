@@ -32,7 +32,6 @@ from probe import failures, stun
 
 if TYPE_CHECKING:
     from probe.checks import CheckContext
-    from probe.net import UdpFlow
 
 RTO_S = 0.5  # RFC 8489 6.2.1: initial RTO >= 500 ms
 MAX_SENDS = 7  # Rc
@@ -221,44 +220,6 @@ async def stun_transaction(ctx: CheckContext, ip: str, port: int,
 
 # --- payload kinds ----------------------------------------------------------------------
 
-# App flavours: what nDPI-like DPI keys on (research/endpoints.md section 10). The
-# distinctive marker comes first (message type, or first attribute) so that a censor
-# matching fixed offsets sees it, as a real client's first packet would show it.
-FLAVORS: dict[str, str] = {
-    "whatsapp": "WhatsApp call STUN: message type 0x0800, attributes 0x4000-0x4004, 0x4007",
-    "teams": "Teams/Skype STUN: MS attributes 0x8054, 0x8070, 0x8095, 0x8055",
-    "google": "Google Meet STUN: attribute 0xFF03, REALM google.com",
-    "viber": "Viber STUN: REALM viber.com",
-    "signal": "Signal STUN: REALM signal.org",
-    "telegram": "Telegram STUN: REALM telegram.org",
-}
-
-
-def app_stun(flavor: str) -> stun.StunMessage:
-    """An app-flavoured STUN message (new transaction ID each call)."""
-    r4 = os.urandom
-    if flavor == "whatsapp":
-        msg = stun.StunMessage(0x0800)
-        for t in (0x4000, 0x4001, 0x4002, 0x4003, 0x4004, 0x4007):
-            msg.add(t, r4(4))
-        return msg
-    msg = stun.binding_request(software=None)
-    if flavor == "teams":
-        msg.add(stun.ATTR_MS_CANDIDATE_IDENTIFIER, r4(4).hex().encode())
-        msg.add(stun.ATTR_MS_IMPLEMENTATION_VERSION, stun.encode_u32(2))
-        msg.add(stun.ATTR_MS_MULTIPLEXED_TURN_SESSION_ID, r4(8))
-        msg.add(stun.ATTR_MS_SERVICE_QUALITY, bytes([0, 1, 0, 1]))
-    elif flavor == "google":
-        msg.add(stun.ATTR_GOOGLE_FF03, r4(4))
-        msg.add(stun.ATTR_REALM, b"google.com")
-    elif flavor in ("viber", "signal", "telegram"):
-        realm = {"viber": "viber.com", "signal": "signal.org", "telegram": "telegram.org"}
-        msg.add(stun.ATTR_REALM, realm[flavor].encode())
-    else:
-        raise ValueError(f"unknown STUN flavor {flavor!r} (known: {', '.join(FLAVORS)})")
-    return msg
-
-
 def pad_to(msg: stun.StunMessage, length: int) -> stun.StunMessage:
     """Append a SOFTWARE attribute so that the message (with FINGERPRINT) is ``length``
     bytes long; the app's markers stay where they were."""
@@ -316,13 +277,13 @@ def differential_makers(flavor: str | None) -> tuple[dict[str, PayloadMaker], in
     one length, so that only the content differs."""
     length = MIN_STUN_LEN
     if flavor:
-        length = max(length, len(app_stun(flavor).encode(fingerprint=True)))
+        length = max(length, len(stun.app_flavoured(flavor).encode(fingerprint=True)))
     makers: dict[str, PayloadMaker] = {
         "stun": lambda: stun_payload(plain_stun(length)),
         "random": lambda: Payload(random_bytes(length), None),
     }
     if flavor:
-        makers["app_stun"] = lambda: stun_payload(pad_to(app_stun(flavor), length))
+        makers["app_stun"] = lambda: stun_payload(pad_to(stun.app_flavoured(flavor), length))
     return makers, length
 
 

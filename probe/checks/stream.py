@@ -12,6 +12,7 @@ baseline's go on) is ``throttled``: a call that connects and then dies is blocke
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import struct
 from typing import TYPE_CHECKING, Any
@@ -175,7 +176,7 @@ def _stats(arrivals: list[tuple[float, float]], sent: int) -> dict[str, Any]:
             jitter += (abs(transit - prev_transit) - jitter) / 16
         prev_transit = transit
     times = [r for _, r in arrivals]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     stats.update({"jitter_ms": round(jitter * 1000, 3),
                   "max_gap_s": round(max(gaps), 4) if gaps else 0.0,
                   "first_echo_s": round(times[0], 4), "last_echo_s": round(times[-1], 4)})
