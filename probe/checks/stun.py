@@ -16,7 +16,8 @@ STUN does not (``stun_dpi``), or nothing passes on that port while the reflector
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from probe import failures, stun
 from probe.checks import callpath
@@ -55,7 +56,8 @@ def _evaluate_binding(reply: stun.StunMessage) -> str | None:
 
 
 async def run_transaction(endpoint: Endpoint, ctx: CheckContext, request: stun.StunMessage,
-                          key: str, evaluate) -> TestKeys:  # type: ignore[no-untyped-def]
+                          key: str, evaluate: Callable[[stun.StunMessage], str | None],
+                          ) -> TestKeys:
     """Shared by the stun and turn checks: resolve, transact, control on failure."""
     host, port = endpoint.target_host, endpoint.port
     if host is None or port is None:
@@ -69,7 +71,7 @@ async def run_transaction(endpoint: Endpoint, ctx: CheckContext, request: stun.S
     v4 = [a for a in resolved.addresses if ":" not in a]
     ip = (v4 or resolved.addresses)[0]
 
-    async def control_later() -> dict | None:  # type: ignore[type-arg]
+    async def control_later() -> dict[str, Any] | None:
         await asyncio.sleep(min(CONTROL_AFTER_S, ctx.remaining() / 3))
         return await callpath.reflector_control(ctx, port, ctx.deadline)
 
