@@ -30,6 +30,13 @@ def serve(
         min=0.001, help="Largest results file accepted, inflated, in MiB.")] = 32,
     rate_limit: Annotated[float, typer.Option(
         min=0, help="Requests per minute per client address (0: no limit).")] = 600,
+    reflector_ports: Annotated[str | None, typer.Option(
+        "--reflector-ports",
+        help="Also run the reflector (UDP echo and STUN responder, as `voip-probe reflector`) "
+             "on these UDP ports, e.g. 443,3478-3481,19302-19309,4244,5242,5243,7985,7987.")
+    ] = None,
+    reflector_host: Annotated[str | None, typer.Option(
+        "--reflector-host", help="Address for the reflector. Default: --host.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the collector: receive, validate and store results files; answer queries.
@@ -38,6 +45,8 @@ def serve(
     /openapi.json, docs at /docs. Client addresses are neither stored nor logged.
     """
     with command_boundary():
+        import logging
+
         try:
             import uvicorn
 
@@ -47,6 +56,14 @@ def serve(
             raise UsageError(
                 f"the collector needs its extra: pip install 'voip-probe[collector]' ({exc})"
             ) from None
+        ports: list[int] = []
+        if reflector_ports is not None:
+            from probe.reflector import parse_ports
+
+            try:
+                ports = parse_ports(reflector_ports)
+            except ValueError as exc:
+                raise UsageError(f"--reflector-ports: {exc}") from None
         if admin_token is not None and len(admin_token) < 16:
             raise UsageError("--admin-token must be at least 16 characters")
         try:
@@ -57,11 +74,16 @@ def serve(
         except StorageUnavailable as exc:
             raise UsageError(f"cannot open the database: {exc}") from None
         cfg = CollectorConfig(max_bytes=int(max_upload_mb * 1024 * 1024),
-                              admin_token=admin_token, rate_limit_per_min=rate_limit)
+                              admin_token=admin_token, rate_limit_per_min=rate_limit,
+                              reflector_host=reflector_host or host, reflector_ports=ports)
         stderr_console().print(
             f"collector on http://{host}:{port} (storage: {storage.db.describe()}, files in "
             f"{storage.blobs.root}); admin endpoints "
-            f"{'enabled' if admin_token else 'disabled'}", highlight=False)
+            f"{'enabled' if admin_token else 'disabled'}"
+            + (f"; reflector on UDP {reflector_host or host} ports {reflector_ports}"
+               if ports else ""), highlight=False)
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             uvicorn.run(create_app(storage, cfg), host=host, port=port,
                         access_log=False,  # the access log would hold client addresses

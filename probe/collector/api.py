@@ -18,7 +18,9 @@ import hmac
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -55,6 +57,9 @@ class CollectorConfig:
     max_lines: int = MAX_LINES_DEFAULT
     admin_token: str | None = None
     rate_limit_per_min: float = 600.0
+    # Also run the reflector (probe.reflector) in the same process, on these UDP ports.
+    reflector_host: str = "127.0.0.1"
+    reflector_ports: list[int] = field(default_factory=list)
 
 
 class Stored(BaseModel):
@@ -174,7 +179,33 @@ def create_app(storage: Storage, config: CollectorConfig | None = None) -> FastA
     cfg = config or CollectorConfig()
     limiter = RateLimiter(cfg.rate_limit_per_min)
     bearer = HTTPBearer(auto_error=False, description="the collector's --admin-token")
+    running: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not cfg.reflector_ports:
+            yield
+            return
+        from probe import reflector
+
+        refl = await reflector.start(cfg.reflector_host, cfg.reflector_ports)
+        for port, reason in sorted(refl.failed.items()):
+            log.warning("reflector: cannot listen on UDP %s:%d: %s", cfg.reflector_host, port,
+                        reason)
+        if not refl.ports:
+            raise RuntimeError(f"reflector: could not listen on any UDP port of "
+                               f"{cfg.reflector_host}")
+        log.info("reflector listening on %s UDP ports %s", cfg.reflector_host,
+                 ",".join(map(str, refl.ports)))
+        running["reflector"] = refl
+        try:
+            yield
+        finally:
+            refl.close()
+            running.clear()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="voip-probe collector",
         version=__version__,
         description=(
@@ -326,9 +357,11 @@ def create_app(storage: Storage, config: CollectorConfig | None = None) -> FastA
 
     @app.get("/api/v1/health", summary="Liveness and database reachability",
              responses=_ERRORS)
-    def health() -> dict[str, str]:
+    def health() -> dict[str, Any]:
         storage.list_uploads(1, None)
-        return {"status": "ok", "database": storage.db.kind}
+        refl = running.get("reflector")
+        return {"status": "ok", "database": storage.db.kind,
+                "reflector_ports": list(refl.ports) if refl is not None else []}
 
     return app
 

@@ -1,0 +1,68 @@
+"""``voip-probe serve --reflector-ports`` runs the reflector beside the collector."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import httpx
+
+from probe import stun
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_with_reflector_answers_stun_and_echoes(collector_process: Any) -> None:
+    port = free_udp_port()
+    server = collector_process(extra=("--reflector-ports", str(port)))
+    health = httpx.get(server.url + "/api/v1/health").json()
+    assert health["reflector_ports"] == [port]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.connect(("127.0.0.1", port))
+        request = stun.binding_request()
+        s.send(request.encode(fingerprint=True))
+        reply = stun.parse(s.recv(2048))
+        assert reply.msg_type == stun.BINDING_SUCCESS
+        assert reply.transaction_id == request.transaction_id
+        mapped = stun.decode_xor_address(reply.get(stun.ATTR_XOR_MAPPED_ADDRESS) or b"",
+                                         request.transaction_id)
+        assert (mapped.host, mapped.port) == s.getsockname()
+        s.send(b"not stun, just bytes")
+        assert s.recv(2048) == b"not stun, just bytes"
+
+
+def test_serve_refuses_bad_reflector_ports(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "probe", "serve", "--data-dir",
+                        str(tmp_path), "--reflector-ports", "70000"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--reflector-ports" in r.stderr
+
+
+def test_client_addresses_are_neither_logged_nor_stored(
+        collector_process: Any, make_results: Any, tmp_path: Any) -> None:
+    from pathlib import Path
+
+    server = collector_process(extra=("--log-level", "info"))
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=transport) as client:
+        for _ in range(2):
+            r = client.post(server.url + "/api/v1/results",
+                            content=Path(make_results(2)).read_bytes())
+            assert r.status_code == 201
+        assert client.post(server.url + "/api/v1/results", content=b"x\n").status_code == 400
+        assert client.get(server.url + "/api/v1/summary").status_code == 200
+    server.stop()
+    log = Path(server.log.name).read_bytes()
+    assert b"POST /api/v1/results 201" in log  # requests are logged ...
+    assert b"127.0.0.2" not in log  # ... without the client's address
+    for path in server.data_dir.rglob("*"):
+        if path.is_file():
+            assert b"127.0.0.2" not in path.read_bytes(), path
