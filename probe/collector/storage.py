@@ -110,6 +110,12 @@ class Storage:
                 raise StorageUnavailable("concurrent change, retry")
             return found
 
+    def stored_count(self, sha256: str) -> int | None:
+        """Measurements of an already stored file with this hash, None if not stored."""
+        with self.db.connection() as conn:
+            row = conn.fetchone("SELECT measurements FROM uploads WHERE id = ?", (sha256,))
+        return int(row[0]) if row is not None else None
+
     def _existing(self, conn: Connection, upload: Upload) -> StoreResult | None:
         row = conn.fetchone("SELECT measurements FROM uploads WHERE id = ?", (upload.sha256,))
         if row is not None:
