@@ -63,7 +63,7 @@ class ThrowawayPostgres:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self._user is not None:
             cmd = ["runuser", "-u", self._user, "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.root)
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise RuntimeError(

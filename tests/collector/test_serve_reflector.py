@@ -66,3 +66,19 @@ def test_client_addresses_are_neither_logged_nor_stored(
     for path in server.data_dir.rglob("*"):
         if path.is_file():
             assert b"127.0.0.2" not in path.read_bytes(), path
+
+
+def test_serve_with_an_unreachable_database_says_so(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    url = f"postgresql://postgres@/nodb?host={tmp_path}/no-socket-here&port=5432"
+    r = subprocess.run([sys.executable, "-m", "probe", "serve", "--data-dir",
+                        str(tmp_path / "d"), "--database-url", url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "cannot open the database" in r.stderr and "Traceback" not in r.stderr
+    bad = subprocess.run([sys.executable, "-m", "probe", "serve", "--data-dir",
+                          str(tmp_path / "d"), "--database-url", "mysql://x"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unsupported --database-url" in bad.stderr
