@@ -23,6 +23,7 @@ import typer
 from probe.cli.app import app
 from probe.cli.common import UsageError, command_boundary, stderr_console
 
+EXIT_INTERRUPTED = 130  # what `voip-probe run` exits with on Ctrl-C
 _INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
@@ -154,14 +155,16 @@ def watch_command(
         plan = load_plan(targets, services.split(",") if services else None)
         sender = _Upload(collector, spool_dir) if (upload or collector) else None
         watcher = Watcher(every_s, count)
-        files: list[Path] = []
 
         def run_once(n: int) -> None:
             console.rule(f"run {n}" + (f" of {count}" if count else "") +
                          f" ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC)")
-            outcome = execute(plan, cfg, output)
-            files.append(Path(outcome.results_file))
-            console.print(f"results: {outcome.results_file}", highlight=False)
+            try:
+                outcome = execute(plan, cfg, output)  # prints the table and the file's name
+            except typer.Exit as stop:
+                if stop.exit_code == EXIT_INTERRUPTED:  # `run` turns Ctrl-C into exit 130
+                    raise KeyboardInterrupt from None
+                raise
             if sender is not None:
                 console.print(sender.send(Path(outcome.results_file)), highlight=False)
 

@@ -1,0 +1,149 @@
+"""``voip-probe watch`` for real, on loopback: periodic runs, a service that gets blocked
+while it watches, Ctrl-C (SIGINT), then ``timeline`` and ``compare`` on the files it wrote.
+
+Everything is on 127.0.0.1: a loopback DNS server and TCP listeners; "blocking" is the
+calls relay's listener closing (connections refused) between two runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from probe.results import read_results
+from probe.summaries import load_summary
+from tests.dnsserver import LoopbackDnsServer, zone_handler
+
+
+def _targets(folder: Path, open_port: int, relay_port: int) -> Path:
+    path = folder / "world.toml"
+    path.write_text(f"""
+[[services]]
+id = "controls"
+[[services.endpoints]]
+function = "control"
+check = "tcp"
+hosts = ["ctl.test"]
+ports = [{open_port}]
+
+[[services]]
+id = "chatty"
+name = "Chatty"
+[[services.endpoints]]
+function = "messaging"
+check = "tcp"
+hosts = ["chat.test"]
+ports = [{open_port}]
+[[services.endpoints]]
+function = "calls"
+check = "tcp"
+hosts = ["relay.test"]
+ports = [{relay_port}]
+""")
+    return path
+
+
+def _complete(folder: Path) -> list[Path]:
+    """Results files whose summary line is written, oldest first."""
+    done = []
+    for path in sorted(folder.glob("*.jsonl")):
+        data = path.read_bytes()
+        if data.endswith(b"\n") and b'"record":"summary"' in data.rsplit(b"\n", 2)[-2]:
+            done.append(path)
+    return done
+
+
+def _wait_for(folder: Path, n: int, proc: subprocess.Popen, deadline_s: float = 90) -> None:
+    end = time.monotonic() + deadline_s
+    while len(_complete(folder)) < n:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < end, f"only {len(_complete(folder))} runs done"
+        time.sleep(0.05)
+
+
+def test_watch_runs_periodically_stops_on_ctrl_c_and_feeds_timeline(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    relay = socket.create_server(("127.0.0.1", 0))
+    targets = _targets(tmp_path, listener.getsockname()[1], relay.getsockname()[1])
+    out = tmp_path / "results"
+    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
+    with LoopbackDnsServer(zone_handler(zone)) as dns:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "probe", "watch", "--every", "2s", "--targets", str(targets),
+             "--resolver", dns.resolver, "--timeout", "2", "--output", str(out),
+             "--network-type", "fixed"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for(out, 2, proc)
+            relay.close()  # calls get blocked (connection refused) from now on
+            _wait_for(out, 4, proc)
+            # Ctrl-C as soon as the fifth run has opened its file: most often mid-run.
+            while len(list(out.glob("*.jsonl"))) < 5 and proc.poll() is None:
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGINT)
+            _stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    listener.close()
+
+    assert proc.returncode == 0, stderr
+    assert "stopped by Ctrl-C" in stderr and "Traceback" not in stderr
+    files = sorted(out.glob("*.jsonl"))
+    assert len(files) == 5
+    runs = []
+    for path in files:  # every file is complete, even one cut by Ctrl-C mid-run
+        rf = read_results(path)
+        assert rf.summary is not None and rf.warnings == [], path
+        calls = rf.summary["services"].get("chatty", {}).get("functions", {}).get("calls")
+        runs.append((rf.summary["measurement_start_time"], calls and calls["status"]))
+    last = read_results(files[-1]).summary
+    assert last is not None and (last.get("interrupted") or runs[-1][1] == "blocked")
+    starts = [time.mktime(time.strptime(s, "%Y-%m-%d %H:%M:%S")) for s, _ in runs]
+    # Runs start --every 2 s apart (times are whole seconds, so floor(t + 2) - floor(t) >= 2).
+    assert all(b - a >= 2 for a, b in itertools.pairwise(starts))
+    statuses = [st for _, st in runs[:4]]  # the four runs before Ctrl-C
+    first_blocked = statuses.index("blocked")
+    assert first_blocked >= 2 and statuses[:first_blocked] == ["ok"] * first_blocked
+    assert statuses[first_blocked:first_blocked + 2] == ["blocked", "blocked"]
+
+    tl = subprocess.run([sys.executable, "-m", "probe", "timeline", str(out), "--json"],
+                        capture_output=True, text=True, timeout=60)
+    assert tl.returncode == 0, tl.stderr
+    (net,) = json.loads(tl.stdout)["networks"]
+    assert (net["asn"], net["type"], net["runs"]) == ("AS0", "fixed", len(files))
+    assert net["events"] == [{
+        "service": "chatty", "function": "calls", "kind": "onset",
+        "at": runs[first_blocked][0], "previous": runs[first_blocked - 1][0],
+        "methods": ["tcp_refused"]}]
+
+    cmp = subprocess.run([sys.executable, "-m", "probe", "compare", str(files[0]),
+                          str(files[first_blocked]), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert cmp.returncode == 1, cmp.stderr
+    assert [(c["function"], c["kind"]) for c in json.loads(cmp.stdout)["changes"]] == [
+        ("calls", "newly_blocked")]
+
+    # A run that crashed after its measurements but before its summary line: the verdicts
+    # recomputed from its measurements (probe.verdicts) equal the ones the run wrote.
+    original = files[first_blocked]
+    lines = original.read_bytes().splitlines(keepends=True)
+    crashed = tmp_path / "crashed" / original.name
+    crashed.parent.mkdir()
+    crashed.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])
+    warnings: list[str] = []
+    summary = load_summary(crashed, warnings.append)
+    assert summary is not None and summary.recomputed
+    assert any("recomputed" in w for w in warnings)
+    stored = load_summary(original, warnings.append)
+    assert stored is not None
+    assert summary.services == stored.services
+    assert (summary.asn, summary.network_type, summary.start) == (
+        stored.asn, stored.network_type, stored.start)
