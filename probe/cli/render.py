@@ -21,15 +21,17 @@ def styled(status: str) -> str:
 
 
 def render_summary(console: Any, summary: dict[str, Any]) -> None:
+    from rich import box
     from rich.table import Table
 
     net = summary.get("network", {})
-    table = Table(title="Per service and function (reachable/total endpoints; how blocked)",
-                  title_justify="left")
-    table.add_column("service", style="bold", overflow="fold")
-    table.add_column("status", overflow="fold")
+    table = Table(title="Per service and function: verdict, endpoints reachable/tried, "
+                  "how blocked", title_justify="left", box=box.SIMPLE_HEAD, show_lines=True,
+                  pad_edge=False, padding=(0, 0), collapse_padding=True)
+    # Six columns of at most 13 characters: fits an 80-column terminal or log.
+    table.add_column("service", overflow="fold", min_width=12)
     for fn in FUNCTION_COLUMNS:
-        table.add_column(fn, overflow="fold")
+        table.add_column(fn, overflow="fold", min_width=12)
     for sid, svc in summary.get("services", {}).items():
         cells = []
         for fn in FUNCTION_COLUMNS:
@@ -37,11 +39,11 @@ def render_summary(console: Any, summary: dict[str, Any]) -> None:
             if v is None:
                 cells.append("[dim]-[/]")
                 continue
-            cell = f"{styled(v['status'])} {v['reachable']}/{v['total']}"
+            cell = f"{styled(v['status'])}\n{v['reachable']}/{v['total']}"
             if v.get("methods"):
-                cell += "\n[dim]" + ", ".join(v["methods"]) + "[/]"
+                cell += "\n[dim]" + "\n".join(v["methods"]) + "[/]"
             cells.append(cell)
-        table.add_row(sid, styled(svc["status"]), *cells)
+        table.add_row(f"[bold]{sid}[/]\n{styled(svc['status'])}", *cells)
     console.print(table)
     controls = net.get("controls", {})
     console.print(
