@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,9 +54,14 @@ async def resolve_identity(cfg: RunConfig, net: Network) -> Identity:
     return found
 
 
+# Runs after the scan, before the summary line (``run --deep``): given the scan's records,
+# an emit function for extra records and the run's shared fields, returns extra summary keys.
+AfterScan = Callable[[list[Record], Callable[[Record], None], RunInfo], dict[str, Any] | None]
+
+
 def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
                 net: Network | None = None, progress: ProgressFn | None = None,
-                now: datetime | None = None) -> RunOutcome:
+                now: datetime | None = None, after_scan: AfterScan | None = None) -> RunOutcome:
     """Run the plan and write one results file; returns the summary and exit code."""
     net = net or RealNetwork()
     start = now or datetime.now(UTC)
@@ -78,13 +84,18 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
 
     loop_start = datetime.now(UTC)
     interrupted = False
+    extra: dict[str, Any] | None = None
     with ResultsWriter(path) as writer:
         try:
             asyncio.run(run_plan(plan, cfg, net, info, emit, progress))
+            if after_scan is not None:
+                extra = after_scan(list(written), emit, info)
         except KeyboardInterrupt:
             interrupted = True
         summary = build_summary(written, info, identity, cfg, path,
                                 (datetime.now(UTC) - loop_start).total_seconds())
+        if extra:
+            summary.update(extra)
         if interrupted:
             summary["interrupted"] = True
         writer.write(scrub({"record": "summary", **summary}, secrets))

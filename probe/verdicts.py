@@ -61,8 +61,8 @@ def _order_methods(methods: Iterable[str]) -> list[str]:
 def _collect(records: Iterable[Record]) -> dict[tuple[str, str, str, str], _EndpointState]:
     states: dict[tuple[str, str, str, str], _EndpointState] = {}
     for rec in records:
-        if rec.get("record") == "summary":
-            continue
+        if rec.get("record") == "summary" or rec.get("test_name") == "locate":
+            continue  # locate findings (run --deep) are not checks of an endpoint
         tk = rec.get("test_keys")
         if not isinstance(tk, dict):
             continue

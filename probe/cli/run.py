@@ -54,6 +54,9 @@ def run_command(
         "default: it can identify you).")] = False,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", help="How many checks may run at once.")] = 256,
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="After the scan, locate where each blocked endpoint is blocked "
+        "(voip-probe locate; needs root or CAP_NET_RAW, skipped otherwise).")] = False,
 ) -> None:
     with command_boundary():
         cfg = build_config(resolver=resolver, doh=doh, reflector=reflector, ca_bundle=ca_bundle,
@@ -63,7 +66,7 @@ def run_command(
 
         wanted = services.split(",") if services else None
         plan = load_plan(targets, wanted)
-        outcome = execute(plan, cfg, output)
+        outcome = execute(plan, cfg, output, deep=deep_settings(cfg) if deep else None)
         if as_json:
             sys.stdout.write(json.dumps(public_summary(outcome.summary), indent=2) + "\n")
         raise typer.Exit(outcome.exit_code)
@@ -109,14 +112,27 @@ def ask_network_type() -> str:
 
 def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The ``--json`` run summary (DESIGN.md contract)."""
-    keys = ("report_id", "results_file", "measurement_start_time", "network", "services")
+    keys = ("report_id", "results_file", "measurement_start_time", "network", "services",
+            "locate")
     out = {k: summary[k] for k in keys if k in summary}
     if summary.get("interrupted"):
         out["interrupted"] = True
     return out
 
 
-def execute(plan: Any, cfg: RunConfig, output: Path) -> Any:
+def deep_settings(cfg: RunConfig) -> Any:
+    """Settings for ``--deep``, or None (with one line saying so) without raw sockets."""
+    from probe.cli.locate import settings_for, skipped_message
+    from probe.ttlprobe import has_raw_sockets
+
+    if not has_raw_sockets():
+        stderr_console().print(f"[yellow]{skipped_message()}[/]", highlight=False)
+        return None
+    return settings_for(cfg.timeout_s)
+
+
+def execute(plan: Any, cfg: RunConfig, output: Path, deep: Any = None) -> Any:
+    """Run the scan (and, given locate settings, the ``--deep`` step); render it."""
     from probe.cli.live import LiveView
     from probe.session import run_session
 
@@ -128,9 +144,16 @@ def execute(plan: Any, cfg: RunConfig, output: Path) -> Any:
     n_checks = len(plan.endpoints)
     console.print(f"[bold]voip-probe[/]: {len(plan.services)} services, {n_checks} checks, "
                   f"budget {cfg.timeout_s:g} s per check", highlight=False)
+    after_scan = None
+    if deep is not None:
+        from probe.cli.locate import log
+        from probe.locate_targets import deep_step
+
+        after_scan = deep_step(plan, cfg, deep, log(console))
     with LiveView(console) as view:
         try:
-            outcome = run_session(plan, cfg, output, progress=view.update)
+            outcome = run_session(plan, cfg, output, progress=view.update,
+                                  after_scan=after_scan)
         except KeyboardInterrupt as stop:
             console.print(f"[yellow]interrupted[/]: what was measured so far is in "
                           f"{stop.args[0] if stop.args else output}", highlight=False)
@@ -138,4 +161,8 @@ def execute(plan: Any, cfg: RunConfig, output: Path) -> Any:
     from probe.cli.render import render_summary
 
     render_summary(console, outcome.summary)
+    if "locate" in outcome.summary:
+        from probe.cli.locate import render_findings
+
+        render_findings(console, outcome.summary["locate"]["findings"])
     return outcome

@@ -1,0 +1,137 @@
+"""``run --deep`` without raw-socket privileges: one clear line says locate was skipped,
+and the run is otherwise the same as without ``--deep`` (exit code, verdicts, results).
+
+As root, the runs are made as user ``nobody`` (setpriv drops every capability); as any
+other user they run as that user. Everything stays on loopback: a DNS server and a TCP
+listener in this process, a closed port for the blocked "calls" endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probe.results import read_results
+from probe.ttlprobe import RAW_SKIPPED
+from tests.dnsserver import LoopbackDnsServer, zone_handler
+
+
+def _unprivileged_prefix() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv"):
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                "--inh-caps=-all"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "nobody", "--"]
+    pytest.fail("running as root without setpriv or runuser: cannot drop privileges")
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[Path, str, Path]]:
+    """(targets file, resolver, a folder anyone may write), readable by ``nobody``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    open_port = listener.getsockname()[1]
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed_port = s.getsockname()[1]
+    s.close()
+    top = Path(tempfile.mkdtemp(prefix="voip-probe-nopriv-"))
+    top.chmod(0o777)
+    targets = top / "world.toml"
+    targets.write_text(f"""
+[[services]]
+id = "controls"
+[[services.endpoints]]
+function = "control"
+check = "tcp"
+hosts = ["ctl.test"]
+ports = [{open_port}]
+
+[[services]]
+id = "chatty"
+[[services.endpoints]]
+function = "messaging"
+check = "tcp"
+hosts = ["chat.test"]
+ports = [{open_port}]
+[[services.endpoints]]
+function = "calls"
+check = "tcp"
+hosts = ["relay.test"]
+ports = [{closed_port}]
+""")
+    targets.chmod(0o644)
+    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
+    try:
+        with LoopbackDnsServer(zone_handler(zone)) as dns:
+            yield targets, dns.resolver, top
+    finally:
+        listener.close()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _run(prefix: list[str], out: Path, targets: Path, resolver: str,
+         *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    env = {**os.environ, "HOME": str(out), "PYTHONDONTWRITEBYTECODE": "1"}
+    res = subprocess.run([*prefix, sys.executable, "-m", "probe", "run", *extra,
+                          "--targets", str(targets), "--resolver", resolver, "--timeout", "2",
+                          "--json", "--network-type", "fixed", "--output", str(out)],
+                         capture_output=True, text=True, timeout=120, env=env,
+                         stdin=subprocess.DEVNULL, cwd=out)
+    assert res.stdout, res.stderr
+    return res, json.loads(res.stdout)
+
+
+def _measurements(path: str) -> list[tuple[Any, ...]]:
+    records = read_results(Path(path)).measurements
+    return sorted((r["service"], r["function"], r["test_name"], r["input"], r["pass"],
+                   r["test_keys"]["failure"]) for r in records)
+
+
+def test_run_deep_without_raw_sockets_says_so_and_changes_nothing(world) -> None:
+    targets, resolver, top = world
+    prefix = _unprivileged_prefix()
+    check = subprocess.run([*prefix, sys.executable, "-c",
+                            "from probe.ttlprobe import has_raw_sockets as h; print(h())"],
+                           capture_output=True, text=True, timeout=60, cwd=top)
+    assert check.stdout.strip() == "False", check.stderr  # really without privileges
+
+    plain, plain_summary = _run(prefix, top / "plain", targets, resolver)
+    deep, deep_summary = _run(prefix, top / "deep", targets, resolver, "--deep")
+
+    assert deep.returncode == plain.returncode == 1, deep.stderr
+    lines = [line for line in deep.stderr.splitlines() if "raw sockets" in line]
+    assert lines == [RAW_SKIPPED]
+    assert RAW_SKIPPED == "locate needs raw sockets (root or CAP_NET_RAW); skipped"
+    assert "raw sockets" not in plain.stderr
+    assert "locate" not in deep_summary
+    assert deep_summary["services"] == plain_summary["services"]
+    assert deep_summary["services"]["chatty"]["functions"]["calls"]["status"] == "blocked"
+    assert deep_summary["network"] == plain_summary["network"]
+    assert _measurements(deep_summary["results_file"]) == \
+        _measurements(plain_summary["results_file"])
+    summary_line = read_results(Path(deep_summary["results_file"])).summary
+    assert summary_line is not None and "locate" not in summary_line
+
+
+def test_locate_without_raw_sockets_says_so_in_one_line(world) -> None:
+    targets, resolver, top = world
+    res = subprocess.run([*_unprivileged_prefix(), sys.executable, "-m", "probe", "locate",
+                          "--targets", str(targets), "--resolver", resolver, "--json"],
+                         capture_output=True, text=True, timeout=60, cwd=top,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 2
+    assert res.stderr.strip() == RAW_SKIPPED
+    assert res.stdout == ""
