@@ -154,7 +154,8 @@ class Storage:
                     r["measurement_start_time"][:10], r["probe_asn"], r["probe_cc"], net,
                     r["service"], r["function"], r["test_name"], r["input"],
                     r["test_keys"]["failure"],
-                    json.dumps(r, ensure_ascii=False, separators=(",", ":")),
+                    # ASCII: any JSON string (even NUL or a lone surrogate) is storable
+                    json.dumps(r, ensure_ascii=True, separators=(",", ":")),
                 )
                 for m in upload.measurements
                 for r in (m.record,)
@@ -226,9 +227,9 @@ class Storage:
                 "AND id > ? ORDER BY id LIMIT ?",
                 (*params, after, limit),
             )
+        # The stored record is ASCII JSON text; it is passed on as is (no re-encoding).
         return [
-            {"cursor": int(r[0]), "upload_id": r[1], "line": int(r[2]),
-             "measurement": json.loads(r[3])}
+            {"cursor": int(r[0]), "upload_id": r[1], "line": int(r[2]), "measurement_json": r[3]}
             for r in rows
         ]
 

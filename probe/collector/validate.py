@@ -207,6 +207,17 @@ def _load_line(raw: bytes, lineno: int) -> Record:
     return rec
 
 
+def _storable(value: str) -> bool:
+    """Text a database can index: no NUL (PostgreSQL refuses it), no lone surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -219,6 +230,8 @@ def _str(rec: Record, key: str, lineno: int, *, nullable: bool = False,
     if not isinstance(value, str) or not value or len(value) > limit:
         what = "a string or null" if nullable else "a non-empty string"
         raise Rejected(422, f"line {lineno}: {key!r} must be {what} (at most {limit} chars)")
+    if not _storable(value):
+        raise Rejected(422, f"line {lineno}: {key!r} holds a NUL character or invalid Unicode")
 
 
 def _time(rec: Record, lineno: int) -> None:
@@ -268,7 +281,7 @@ def _check_measurement(rec: Record, lineno: int) -> None:
         raise Rejected(422, f"line {lineno}: 'test_keys' has no 'failure' key")
     failure = keys["failure"]
     if failure is not None and (not isinstance(failure, str) or not failure
-                                or len(failure) > _SHORT_STR):
+                                or len(failure) > _SHORT_STR or not _storable(failure)):
         raise Rejected(422, f"line {lineno}: 'test_keys.failure' must be null or a string")
     runtime = rec.get("test_runtime")
     if runtime is not None and (isinstance(runtime, bool)
@@ -287,7 +300,8 @@ def _check_summary(rec: Record, lineno: int) -> None:
     if not isinstance(network, dict):
         raise Rejected(422, f"line {lineno}: summary 'network' must be an object")
     for key in ("status", "type"):
-        if key in network and not isinstance(network[key], str | None):
+        value = network.get(key)
+        if value is not None and (not isinstance(value, str) or not _storable(value)):
             raise Rejected(422, f"line {lineno}: summary 'network.{key}' must be a string")
     services = rec["services"]
     if not isinstance(services, dict):
@@ -302,10 +316,11 @@ def _check_summary(rec: Record, lineno: int) -> None:
         for fname, fn in functions.items():
             if not _NAME_RE.match(fname) or not isinstance(fn, dict):
                 raise Rejected(422, f"{where}: function {fname!r} must map to an object")
-            if not isinstance(fn.get("status"), str):
+            if not isinstance(fn.get("status"), str) or not _storable(fn["status"]):
                 raise Rejected(422, f"{where}: function {fname!r} has no 'status' string")
             methods = fn.get("methods", [])
-            if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+            if not isinstance(methods, list) or not all(
+                    isinstance(m, str) and _storable(m) for m in methods):
                 raise Rejected(422, f"{where}: function {fname!r}: 'methods' must be strings")
             for count in ("reachable", "total"):
                 value = fn.get(count, 0)
@@ -323,6 +338,7 @@ def network_type(upload: Upload) -> str:
             return value[:32]
     for m in upload.measurements:
         ann = m.record.get("annotations")
-        if isinstance(ann, dict) and isinstance(ann.get("network_type"), str):
-            return str(ann["network_type"])[:32]
+        value = ann.get("network_type") if isinstance(ann, dict) else None
+        if isinstance(value, str) and value and _storable(value):
+            return value[:32]
     return "unknown"

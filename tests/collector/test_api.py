@@ -218,3 +218,27 @@ def test_openapi_is_published(api: Any) -> None:
     assert {"/api/v1/results", "/api/v1/measurements", "/api/v1/summary"} <= set(spec["paths"])
     body = spec["paths"]["/api/v1/results"]["post"]["requestBody"]
     assert "application/x-ndjson" in body["content"]
+
+
+def test_text_databases_cannot_hold(api: Any, storage: Storage) -> None:
+    """NUL and lone surrogates: refused in indexed fields, kept intact elsewhere."""
+    bad = measurement("r-nul")
+    bad["input"] = "tcp://a\u0000b:443"
+    r = api.post(POST, content=jsonl(bad, summary("r-nul")))
+    assert r.status_code == 422 and "'input' holds a NUL character" in r.json()["error"]
+    lone = measurement("r-sur")
+    lone["test_name"] = "\ud800"
+    r = api.post(POST, content=jsonl(lone, summary("r-sur")))
+    assert r.status_code == 422 and "'test_name'" in r.json()["error"]
+    nothing_stored(api, storage)
+
+    odd = measurement("r-ok")
+    odd["test_keys"]["raw_reply\u0000"] = ["\u0000\ud800", "\u202e"]
+    r = api.post(POST, content=jsonl(odd, summary("r-ok")))
+    assert r.status_code == 201, r.text
+    [item] = api.get("/api/v1/measurements").json()["measurements"]
+    assert item["measurement"] == odd
+    assert storage.verify() == []
+    for url in ("/api/v1/measurements", "/api/v1/summary", "/api/v1/results"):
+        r = api.get(url, params={"service": "x\u0000", "after": "\u0000"}, headers=ADMIN)
+        assert r.status_code == 400 and "NUL" in r.json()["error"]
