@@ -218,3 +218,34 @@ def test_crashed_file_is_recomputed_when_verdicts_can(tmp_path: Path, monkeypatc
 def test_rule_rejects_non_majority(window: int, threshold: int) -> None:
     with pytest.raises(ValueError):
         Rule(window=window, threshold=threshold)
+
+
+# The phases of configs/scenarios/morocco-2016.toml: one run per phase and network type.
+REPLAY_PHASES = [
+    ("2016-01-04 10:00:00", "mobile", OK), ("2016-01-04 10:30:00", "fixed", OK),
+    ("2016-01-08 10:00:00", "mobile", BLOCKED), ("2016-01-08 10:30:00", "fixed", OK),
+    ("2016-02-12 10:00:00", "mobile", BLOCKED), ("2016-02-12 10:30:00", "fixed", BLOCKED),
+    ("2016-11-04 10:00:00", "mobile", OK), ("2016-11-04 10:30:00", "fixed", OK),
+]
+
+
+def test_replay_shaped_files_one_run_per_phase(tmp_path: Path) -> None:
+    for start, network_type, calls in REPLAY_PHASES:
+        write_run(tmp_path, start, {MSG: OK, CALLS: calls, ("viber", "calls"): calls},
+                  network_type=network_type, asn="AS0")
+    every_run, _ = _timeline(tmp_path, Rule(window=1, threshold=1))
+    got = {n.network_type: [(e.service, e.kind, e.at, e.previous) for e in n.events
+                            if e.service == "whatsapp"] for n in every_run.networks}
+    assert got == {
+        "mobile": [("whatsapp", "onset", "2016-01-08 10:00:00", "2016-01-04 10:00:00"),
+                   ("whatsapp", "restoration", "2016-11-04 10:00:00", "2016-02-12 10:00:00")],
+        "fixed": [("whatsapp", "onset", "2016-02-12 10:30:00", "2016-01-08 10:30:00"),
+                  ("whatsapp", "restoration", "2016-11-04 10:30:00", "2016-02-12 10:30:00")],
+    }
+    assert not [e for n in every_run.networks for e in n.events if e.function == "messaging"]
+    # The tolerant default cannot confirm a change seen in one run only: the final
+    # restoration stays "unconfirmed" rather than being reported as an event.
+    tolerant, _ = _timeline(tmp_path)
+    mobile = next(n for n in tolerant.networks if n.network_type == "mobile")
+    calls = next(c for c in mobile.current if (c.service, c.function) == CALLS)
+    assert calls.pending_since == "2016-11-04 10:00:00"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -147,3 +148,59 @@ def test_watch_runs_periodically_stops_on_ctrl_c_and_feeds_timeline(tmp_path: Pa
     assert summary.services == stored.services
     assert (summary.asn, summary.network_type, summary.start) == (
         stored.asn, stored.network_type, stored.start)
+
+
+def _serve(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``voip-probe serve`` on 127.0.0.1 (a free port), once it answers."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "probe", "serve", "--host", "127.0.0.1",
+                                 "--port", str(port), "--data-dir", str(data_dir)],
+                                stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"collector did not come up: {log.read_text()}")
+
+
+def test_watch_uploads_each_run_to_the_collector(tmp_path: Path) -> None:
+    import httpx
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    targets = _targets(tmp_path, listener.getsockname()[1], listener.getsockname()[1])
+    out = tmp_path / "results"
+    server, url = _serve(tmp_path / "collector", tmp_path / "serve.log")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")}
+    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
+    try:
+        with LoopbackDnsServer(zone_handler(zone)) as dns:
+            res = subprocess.run(
+                [sys.executable, "-m", "probe", "watch", "--every", "1s", "--count", "2",
+                 "--targets", str(targets), "--resolver", dns.resolver, "--timeout", "2",
+                 "--output", str(out), "--network-type", "wifi", "--collector", url],
+                capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+        assert res.returncode == 0, res.stderr
+        assert res.stderr.count("upload: stored") == 2, res.stderr
+        assert "done: 2 complete run(s)" in res.stderr
+        files = sorted(out.glob("*.jsonl"))
+        measured = sum(len(read_results(f).measurements) for f in files)
+        page = httpx.get(url + "/api/v1/measurements", params={"limit": 1000}).json()
+        assert len(files) == 2 and len(page["measurements"]) == measured
+        assert not list((tmp_path / "xdg-data").rglob("*.jsonl*"))  # nothing left spooled
+    finally:
+        server.terminate()
+        server.wait(10)
+        listener.close()

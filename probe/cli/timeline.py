@@ -28,7 +28,9 @@ RULE_HELP = (
     "offline runs are ignored. A change is confirmed when at least CONFIRM of the WINDOW "
     "conclusive runs starting with it are in the new state (default 2 of 3: one stray "
     "failure, or one call that got through during a ban, is not an event). 'at' is the "
-    "first run in the new state, 'previous' the last run in the old one."
+    "first run in the new state, 'previous' the last run in the old one. With a single "
+    "run per period (e.g. `voip-probe lab replay`), --window 1 --confirm 1 counts every "
+    "change."
 )
 
 
