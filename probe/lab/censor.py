@@ -114,6 +114,21 @@ def sni_reset(lab: Lab, sel: Selection) -> None:
                       "-j", "REJECT", "--reject-with", "tcp-reset"])
 
 
+def sni_residual(lab: Lab, sel: Selection, seconds: int = 10) -> None:
+    """Like ``sni_reset``, and then keep resetting every new TCP connection to that server
+    (the selected ports, or any) for ``seconds`` after the last trigger, whatever its SNI:
+    GFW-style residual blocking (iptables ``recent`` match remembers the server address)."""
+    ports = ["-m", "multiport", "--dports", ",".join(str(p) for p in sel.ports)] \
+        if sel.ports else []
+    recent = ["-m", "recent", "--name", "vpresidual", "--rdest"]
+    reset = ["-j", "REJECT", "--reject-with", "tcp-reset"]
+    lab.iptables(["-A", "FORWARD", "-p", "tcp", *ports, *recent, "--rcheck", "--seconds",
+                  str(seconds), *reset])
+    for host in sel.hosts:
+        lab.iptables(["-A", "FORWARD", "-p", "tcp", *ports, "-m", "string", "--string", host,
+                      "--algo", "bm", *recent, "--set", *reset])
+
+
 def dns_nxdomain(lab: Lab, sel: Selection) -> None:
     """The resolver answers NXDOMAIN for the selected names."""
     lab.dns.nxdomain.update(sel.hosts)
@@ -181,6 +196,7 @@ RULES: dict[str, RuleSpec] = {
     "stun_dpi": RuleSpec(stun_dpi, {}, ""),
     "app_stun_dpi": RuleSpec(app_stun_dpi, {"flavor": str}, ""),
     "sni_reset": RuleSpec(sni_reset, {}, "hosts"),
+    "sni_residual": RuleSpec(sni_residual, {"seconds": int}, "hosts"),
     "dns_nxdomain": RuleSpec(dns_nxdomain, {}, "hosts", ("resolver",)),
     "dns_servfail": RuleSpec(dns_servfail, {}, "hosts", ("resolver",)),
     "dns_bogon": RuleSpec(dns_bogon, {"answer": str}, "hosts", ("resolver",)),
