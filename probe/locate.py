@@ -46,8 +46,6 @@ DEFAULT_DECOY_SNI = "example.com"
 TRACEROUTE_PORT = 33434
 REACHED = ("reply", "rst", "unreachable")
 RESIDUAL_RECHECK_S = 2.0
-_UDP_CHECKS = {"stun", "turn", "udp"}
-_TLS_CHECKS = {"tls", "https"}
 
 Log = Callable[[str], None]
 

@@ -31,7 +31,7 @@ from probe.locate import (
 )
 from probe.model import Endpoint, Plan, Record, RunConfig
 
-_UDP_CHECKS = {"stun", "turn", "udp"}
+_UDP_CHECKS = {"stun", "turn", "udp", "differential"}
 _TLS_CHECKS = {"tls", "https"}
 ENDPOINT_SCHEMES = {"dns": "dns", "stun": "udp", "udp": "udp", "tcp": "tcp", "tls": "tls"}
 
@@ -88,9 +88,11 @@ def control_name(plan: Plan | None) -> str:
 
 
 def blocked_targets(records: Sequence[Record], plan: Plan | None,
-                    resolver: tuple[str, int] | None) -> list[Target]:
+                    resolver: tuple[str, int] | None,
+                    reflector: str | None = None) -> list[Target]:
     """One target per endpoint that failed in its last pass (controls excluded), for the
-    functions the verdicts call blocked or impaired."""
+    functions the verdicts call blocked or impaired. Call-path checks without hosts
+    (input ``udp://reflector:PORT``) are probed at ``reflector``'s address."""
     from probe.checks import methods_for
     from probe.targets import is_ip_literal
     from probe.verdicts import summarize
@@ -126,7 +128,8 @@ def blocked_targets(records: Sequence[Record], plan: Plan | None,
         host, port = _host_port(inp)
         if check == "dns":
             host = str(tk.get("hostname") or host or "")
-        options = dict(ep.options) if (ep := _plan_endpoint(plan, key)) else {}
+        ep = _plan_endpoint(plan, key)
+        options = dict(ep.options) if ep is not None else {}
         target = Target(service, function, inp, kind or "unknown", "", port or 0, host,
                         methods[0] if methods else None, options.get("flavor"), ctl,
                         DEFAULT_DECOY_SNI)
@@ -136,6 +139,8 @@ def blocked_targets(records: Sequence[Record], plan: Plan | None,
             target.address, target.port = resolver
         elif host and is_ip_literal(host):
             target.address = host
+        elif host == "reflector" and ep is not None and ep.host is None:
+            target.address = reflector or ""
         elif host and addresses.get(host.lower()):
             target.address = addresses[host.lower()][0]
         if kind == "tls":
@@ -161,12 +166,31 @@ def resolver_address(cfg: RunConfig) -> tuple[str, int] | None:
     return HostResolver(RealNetwork(), cfg).server()
 
 
+def reflector_address(cfg: RunConfig) -> str | None:
+    """The IPv4 address of ``--reflector`` (resolved like the scan resolves names)."""
+    if not cfg.reflector:
+        return None
+    v4 = _resolve_v4(cfg.reflector, cfg)
+    return v4[0] if v4 else None
+
+
+def _resolve_v4(host: str, cfg: RunConfig) -> list[str]:
+    from probe.checks.dns import HostResolver
+    from probe.net import RealNetwork
+
+    async def lookup() -> list[str]:
+        loop = asyncio.get_running_loop()
+        found = await HostResolver(RealNetwork(), cfg).resolve(host,
+                                                               loop.time() + cfg.timeout_s)
+        return [a for a in found.addresses if ":" not in a]
+
+    return asyncio.run(lookup())
+
+
 def endpoint_targets(values: Sequence[str], plan: Plan | None, cfg: RunConfig) -> list[Target]:
     """Targets named by hand with ``--endpoint``; host names are resolved like the scan
     does. Service and function come from the plan when it has that host."""
-    from probe.checks.dns import HostResolver
-    from probe.net import RealNetwork
-    from probe.targets import is_ip_literal, valid_hostname
+    from probe.targets import valid_hostname
 
     targets: list[Target] = []
     resolver = resolver_address(cfg)
@@ -190,17 +214,8 @@ def endpoint_targets(values: Sequence[str], plan: Plan | None, cfg: RunConfig) -
         else:
             if port is None:
                 raise EndpointError(f"--endpoint {value!r}: a port is needed")
-            if is_ip_literal(host):
-                target.address = host
-            else:
-                async def lookup(name: str) -> list[str]:
-                    loop = asyncio.get_running_loop()
-                    found = await HostResolver(RealNetwork(), cfg).resolve(
-                        name, loop.time() + cfg.timeout_s)
-                    return [a for a in found.addresses if ":" not in a]
-
-                v4 = asyncio.run(lookup(host))
-                target.address = v4[0] if v4 else ""
+            v4 = _resolve_v4(host, cfg)  # an IP literal resolves to itself
+            target.address = v4[0] if v4 else ""
         targets.append(target)
     return targets
 
@@ -224,7 +239,8 @@ def deep_step(plan: Plan, cfg: RunConfig, settings: Settings | None = None,
 
     def step(records: list[Record], emit: Callable[[Record], None],
              info: Any) -> dict[str, Any] | None:
-        targets = blocked_targets(records, plan, resolver_address(cfg))
+        targets = blocked_targets(records, plan, resolver_address(cfg),
+                                  reflector_address(cfg))
         if not targets:
             return {"locate": {"findings": []}}
         if log:

@@ -245,3 +245,23 @@ def test_payloads() -> None:
     hello = client_hello("v.whatsapp.net")
     assert hello[0] == 0x16 and b"v.whatsapp.net" in hello
     assert b"v.whatsapp.net" not in client_hello("example.com")
+
+
+def test_reflector_endpoints_are_probed_at_the_reflector() -> None:
+    from probe.model import Endpoint, Plan, Service
+
+    ep = Endpoint(service="chatty", function="calls", check="differential", port=3478,
+                  options={"flavor": "whatsapp"})
+    plan = Plan((Service("chatty", "Chatty", (ep,)),))
+    assert ep.input == "differential://reflector:3478"
+    records = [
+        _rec("controls", "control", "tcp", "tcp://ctl.test:443", {"failure": None}),
+        _rec("chatty", "messaging", "tcp", "tcp://chat.test:443", {"failure": None}),
+        _rec("chatty", "calls", "differential", ep.input,
+             {"failure": "generic_timeout_error", "failed_operation": "stun"}),
+    ]
+    (target,) = blocked_targets(records, plan, None, reflector="198.19.0.7")
+    assert (target.kind, target.address, target.port, target.flavor) == \
+        ("udp", "198.19.0.7", 3478, "whatsapp")
+    (unknown,) = blocked_targets(records, plan, None, reflector=None)
+    assert unknown.address == ""  # no reflector given: cannot be probed, hop stays null

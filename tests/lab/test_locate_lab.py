@@ -22,15 +22,14 @@ MINI = HERE / "mini_targets.toml"
 LOCATE_TARGETS = HERE / "locate_targets.toml"
 pytestmark = [pytest.mark.lab, pytest.mark.lab_targets([str(MINI), str(LOCATE_TARGETS)])]
 
-# scenario -> (rule, rule selection, --endpoint, service, method, injected). The STUN
-# host is not in locate_targets.toml (no stun check on main yet): its service is unknown.
+# scenario -> (rule, rule selection, --endpoint, service, method, injected)
 SCENARIOS: dict[str, tuple[str, dict[str, Any], str, str, str, bool]] = {
     "dns_injection": ("dns_injection", {"hosts": ["e1.whatsapp.net"]},
                       "dns://e1.whatsapp.net", "whatsapp", "dns_injection", True),
     "rst_injection": ("rst_injection", {"addresses": ["e1.whatsapp.net"], "ports": [443]},
                       "tcp://e1.whatsapp.net:443", "whatsapp", "tcp_reset", True),
-    "stun_dpi": ("stun_dpi", {}, "stun://stun.whatsapp.lab:3478", "unknown", "stun_dpi",
-                 False),
+    "stun_dpi": ("stun_dpi", {}, "stun://stun.whatsapp.lab:3478", "whatsapp",
+                 "stun_dpi", False),
     "sni_filtering": ("sni_reset", {"hosts": ["v.whatsapp.net"]},
                       "tls://v.whatsapp.net:443", "whatsapp", "tls_sni", True),
 }
@@ -88,6 +87,7 @@ def test_nothing_blocked_nothing_located(lab: Lab) -> None:
 def test_run_deep_locates_blocked_endpoints_and_keeps_the_verdicts(lab: Lab,
                                                                    tmp_path: Path) -> None:
     lab.apply("rst_injection", addresses=[lab.address_of("e1.whatsapp.net")], ports=[443])
+    lab.apply("stun_dpi")
     out = voip_probe(lab, "run", "--deep", "--targets", str(lab_copy(lab, LOCATE_TARGETS)),
                      "--resolver", A.RESOLVER, "--timeout", "3", "--json",
                      "--network-type", "fixed", "--output", str(tmp_path))
@@ -96,14 +96,18 @@ def test_run_deep_locates_blocked_endpoints_and_keeps_the_verdicts(lab: Lab,
     assert summary["services"]["whatsapp"]["functions"]["messaging"]["status"] == "blocked"
     assert summary["services"]["whatsapp"]["functions"]["registration"]["status"] == "ok"
     findings = summary["locate"]["findings"]
-    assert findings == [{"service": "whatsapp", "function": "messaging",
-                         "endpoint": f"tcp://{lab.address_of('e1.whatsapp.net')}:443",
-                         "method": "tcp_refused", "hop": 2, "hop_address": A.CENSOR_DOWN,
-                         "injected": True}]
+    assert summary["services"]["whatsapp"]["functions"]["calls"]["status"] == "blocked"
+    assert sorted(findings, key=lambda f: f["function"]) == [
+        {"service": "whatsapp", "function": "calls",
+         "endpoint": f"udp://{lab.address_of('stun.whatsapp.lab')}:3478",
+         "method": "stun_dpi", "hop": 2, "hop_address": A.CENSOR_DOWN, "injected": False},
+        {"service": "whatsapp", "function": "messaging",
+         "endpoint": f"tcp://{lab.address_of('e1.whatsapp.net')}:443",
+         "method": "tcp_refused", "hop": 2, "hop_address": A.CENSOR_DOWN, "injected": True}]
     results = read_results(Path(summary["results_file"]))
     located = [r for r in results.measurements if r["test_name"] == "locate"]
-    assert len(located) == 1
-    keys = located[0]["test_keys"]
+    assert len(located) == 2
+    keys = next(r for r in located if r["function"] == "messaging")["test_keys"]
     assert keys["failure"] is None and keys["hop"] == 2
     assert "ip_ttl_mismatch" in keys["injected_evidence"]  # forged RST: TTL 63, server's 61
     assert {p["ip_ttl"] for p in keys["baseline"]} == {61}
@@ -111,3 +115,47 @@ def test_run_deep_locates_blocked_endpoints_and_keeps_the_verdicts(lab: Lab,
     assert summarize(results.measurements)["services"] == summary["services"]
     assert results.summary is not None
     assert results.summary["measurements"] == len(results.measurements)
+
+
+RESIDUAL_SNIPPET = r'''
+import json, sys
+from probe.locate import Settings, Target, locate
+target = Target("whatsapp", "registration", "tls://v.whatsapp.net:443", "tls", sys.argv[1],
+                443, "v.whatsapp.net")
+finding = locate([target], Settings(wait_s=0.75))[0]
+print(json.dumps({**finding.to_json(), **finding.location.to_json()}))
+'''
+
+
+def test_residual_blocking_rule_bites_on_its_own(lab: Lab) -> None:
+    host, address = "v.whatsapp.net", lab.address_of("v.whatsapp.net")
+    lab.apply("sni_residual", hosts=[host], seconds=30)
+    assert lab.check("tls", host, address, 443, lab.ca_bundle, "example.com")["result"] == "ok"
+    assert lab.check("tls", host, address, 443, lab.ca_bundle)["result"] == "connection_reset"
+    # After the trigger even the decoy name is refused (RST answering the SYN).
+    decoy = lab.check("tls", host, address, 443, lab.ca_bundle, "example.com")
+    assert decoy["result"] == "connection_refused"
+
+
+def test_locate_records_residual_blocking(lab: Lab) -> None:
+    address = lab.address_of("v.whatsapp.net")
+    lab.apply("sni_residual", hosts=["v.whatsapp.net"], seconds=30)
+    out = lab.client_run([sys.executable, "-c", RESIDUAL_SNIPPET, address], check=False,
+                         timeout_s=120)
+    found = json.loads(out.stdout or "null")
+    assert found is not None, out.stderr
+    assert (found["hop"], found["hop_address"], found["injected"]) == (2, A.CENSOR_DOWN, True)
+    assert found["residual_blocking"] is True
+    assert [c["works"] for c in found["residual_checks"]] == [False, False]
+    assert found["residual_checks"][0]["outcome"] == "connect_failed"
+
+
+def test_no_residual_blocking_without_it(lab: Lab) -> None:
+    address = lab.address_of("v.whatsapp.net")
+    lab.apply("sni_reset", hosts=["v.whatsapp.net"])
+    out = lab.client_run([sys.executable, "-c", RESIDUAL_SNIPPET, address], check=False,
+                         timeout_s=120)
+    found = json.loads(out.stdout or "null")
+    assert found is not None, out.stderr
+    assert found["hop"] == 2 and found["residual_blocking"] is False
+    assert [c["works"] for c in found["residual_checks"]] == [True]
