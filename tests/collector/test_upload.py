@@ -213,3 +213,23 @@ def test_cli_reports_a_rejected_file(tmp_path: Path, collector_process: Any) -> 
     r = run_cli(str(bad), "--collector", server.url, home=tmp_path)
     assert r.returncode == 2
     assert "rejected bad.jsonl" in r.stderr and "missing field" in r.stderr
+
+
+def test_odd_local_file_names_are_not_sent_as_metadata(make_results: Any,
+                                                       tmp_path: Path) -> None:
+    src = Path(make_results(2))
+    odd = tmp_path / "résultats du 4 nov (copie).jsonl"
+    odd.write_bytes(src.read_bytes())
+    item = up.prepare(odd)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(201, item)
+
+    outcome = mock_uploader(handler, []).send(item)
+    assert outcome.status == "stored" and outcome.file == odd.name
+    assert "filename" not in seen[0].url.params
+    plain = up.prepare(src)
+    mock_uploader(handler, []).send(plain)
+    assert seen[1].url.params["filename"] == src.name
