@@ -308,3 +308,20 @@ async def test_quic_echo_is_unexpected_and_silence_is_timeout() -> None:
     assert keys["failure"] == failures.QUIC_UNEXPECTED_REPLY and methods == []
     keys, methods = await run_check("quic", F.FakeCallNet(), port=443, reflector=None)
     assert keys["failure"] == failures.GENERIC_TIMEOUT and methods == ["udp_blocked"]
+
+
+@pytest.mark.parametrize("repeat", range(3))
+@pytest.mark.parametrize("seed", range(4))
+async def test_differential_random_loss_is_not_dpi(seed: int, repeat: int) -> None:
+    """20 % loss each way on the port starves some trials by chance; further rounds
+    (within the budget) must not turn that into stun_dpi or app_stun_dpi."""
+    net = reflector_everywhere(F.FakeCallNet(censor=F.throttle(0.2, CALL_PORT, seed=seed)))
+    keys, methods = await run_check("differential", net, host=None,
+                                    options={"flavor": "whatsapp"}, timeout_s=8.0)
+    assert keys["outcome"] == "ok" and methods == [], keys["trials"]["kinds"]
+
+
+async def test_udp_random_loss_is_not_blocking() -> None:
+    net = reflector_everywhere(F.FakeCallNet(censor=F.throttle(0.5, CALL_PORT, seed=3)))
+    keys, methods = await run_check("udp", net, host=None, timeout_s=4.0)
+    assert keys["outcome"] == "ok" and methods == []

@@ -302,8 +302,10 @@ class KindStats:
 
 
 async def trials(ctx: CheckContext, ip: str, port: int, makers: dict[str, PayloadMaker],
-                 repeats: int, deadline: float, wait_s: float = 0.6) -> dict[str, Any]:
+                 repeats: int, deadline: float, wait_s: float = 0.6,
+                 until_all_answered: bool = False) -> dict[str, Any]:
     """Send each kind ``repeats`` times in random order over one flow; count answers.
+    With ``until_all_answered``, stop as soon as every kind has had an answer.
 
     Returns {"port", "order", "kinds": {kind: KindStats}, "icmp": failure|None,
     "failure": set when the flow could not be used}.
@@ -323,6 +325,9 @@ async def trials(ctx: CheckContext, ip: str, port: int, makers: dict[str, Payloa
     per_trial = wait_s
     try:
         for i, kind in enumerate(order):
+            if until_all_answered and all(st.answered for st in stats.values()):
+                result["order"] = order[:i]
+                break
             now = loop.time()
             left = deadline - now
             if left <= 0.05:
@@ -372,6 +377,20 @@ def _match(reply: bytes, outstanding: list[tuple[str, Payload, float]],
             stats[kind].rtts.append(now - sent_at)
             del outstanding[index]
             return
+
+
+def merge_trials(first: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Counts of two rounds of :func:`trials` on the same port, added up."""
+    kinds: dict[str, Any] = {}
+    for kind in set(first.get("kinds") or {}) | set(more.get("kinds") or {}):
+        a = (first.get("kinds") or {}).get(kind) or {"sent": 0, "answered": 0, "rtt_s": []}
+        b = (more.get("kinds") or {}).get(kind) or {"sent": 0, "answered": 0, "rtt_s": []}
+        kinds[kind] = {"sent": a["sent"] + b["sent"], "answered": a["answered"] + b["answered"],
+                       "rtt_s": [*a["rtt_s"], *b["rtt_s"]]}
+    return {"port": first.get("port"), "order": [*first.get("order", []), *more.get("order", [])],
+            "icmp": first.get("icmp") or more.get("icmp"),
+            "failure": first.get("failure") or more.get("failure"), "kinds": kinds,
+            "rounds": int(first.get("rounds", 1)) + int(more.get("rounds", 1))}
 
 
 def answered(result: dict[str, Any] | None, kind: str) -> bool | None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 NAME = "udp"
 PAYLOAD_LEN = 172  # an RTP packet of 20 ms of G.711/Opus-sized audio
-REPEATS = 3
+REPEATS = 6
 
 
 def outcome(test_keys: TestKeys) -> str:
@@ -52,10 +52,12 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
         return info
     random_payload = {"random": lambda: callpath.Payload(
         callpath.random_bytes(PAYLOAD_LEN), None)}
-    jobs: list[Any] = [callpath.trials(ctx, ip, port, random_payload, REPEATS, ctx.deadline)]
+    # Up to REPEATS datagrams (more if the budget allows), stopping at the first echo.
+    jobs: list[Any] = [callpath.trials(ctx, ip, port, random_payload, REPEATS, ctx.deadline,
+                                       until_all_answered=True)]
     if port != callpath.BASELINE_PORT:
-        jobs.append(callpath.trials(ctx, ip, callpath.BASELINE_PORT, random_payload, 2,
-                                    ctx.deadline))
+        jobs.append(callpath.trials(ctx, ip, callpath.BASELINE_PORT, random_payload, 4,
+                                    ctx.deadline, until_all_answered=True))
     results = await asyncio.gather(*jobs)
     keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
                       "echo": results[0], "baseline": results[-1]}

@@ -34,6 +34,8 @@ STUN_COOKIE = "@th,96,32 0x2112a442"  # 4 bytes into the UDP payload (8-byte hea
 # WhatsApp's non-IANA STUN message types and attributes (research/endpoints.md, nDPI S6).
 APP_STUN = {
     "whatsapp": ["@th,64,16 0x0800-0x0802", "@th,224,16 0x4000-0x4007"],
+    # Teams/Skype: a first attribute among Microsoft's (nDPI "Skype_TeamsCall").
+    "teams": ["@th,224,16 { 0x8054, 0x8055, 0x8070, 0x8095 }"],
 }
 APP_REALM = {"viber": "viber", "google": "google.com", "signal": "signal.org"}
 
@@ -100,7 +102,12 @@ def app_stun_dpi(lab: Lab, sel: Selection, flavor: str = "whatsapp") -> None:
         args = ["-A", "FORWARD", "-p", "udp", "-d", address]
         if sel.ports:
             args += ["-m", "multiport", "--dports", ",".join(str(p) for p in sel.ports)]
-        lab.iptables([*args, "-m", "string", "--string", realm, "--algo", "bm", "-j", "DROP"])
+        # Only STUN datagrams (the cookie 4 bytes into the UDP payload of an option-less
+        # IPv4 packet, bytes 32-35), as a DPI engine classifies STUN first: a DNS query for
+        # a name containing the realm must not be caught.
+        lab.iptables([*args, "-m", "string", "--hex-string", "|2112a442|", "--algo", "bm",
+                      "--from", "32", "--to", "36", "-m", "string", "--string", realm,
+                      "--algo", "bm", "-j", "DROP"])
 
 
 def sni_reset(lab: Lab, sel: Selection) -> None:
@@ -175,6 +182,16 @@ def throttle(lab: Lab, sel: Selection, kbytes_per_s: int = 16) -> None:
          f"{sel.nft_saddr()}limit rate over {kbytes_per_s} kbytes/second | drop")
 
 
+def throttle_udp_ports(lab: Lab, sel: Selection, kbytes_per_s: int = 4) -> None:
+    """Police UDP to and from the selected ports (all ports if none) to a rate, shared by
+    every flow (nft limit): a call connects, then its media starves. Other UDP passes."""
+    ports = ", ".join(str(p) for p in sel.ports)
+    dport = f"udp dport {{ {ports} }} " if ports else "meta l4proto udp "
+    sport = f"udp sport {{ {ports} }} " if ports else "meta l4proto udp "
+    _nft(lab, f"{sel.nft_daddr()}{dport}limit rate over {kbytes_per_s} kbytes/second | drop",
+         f"{sel.nft_saddr()}{sport}limit rate over {kbytes_per_s} kbytes/second | drop")
+
+
 def offline(lab: Lab, sel: Selection) -> None:
     """Drop everything the censor forwards: the network is down."""
     _nft(lab, " | drop")
@@ -204,6 +221,7 @@ RULES: dict[str, RuleSpec] = {
     "rst_injection": RuleSpec(rst_injection, {}, ""),
     "random_loss": RuleSpec(random_loss, {"percent": int}, ""),
     "throttle": RuleSpec(throttle, {"kbytes_per_s": int}, ""),
+    "throttle_udp_ports": RuleSpec(throttle_udp_ports, {"kbytes_per_s": int}, ""),
     "offline": RuleSpec(offline, {}, ""),
 }
 PARAM_CHOICES: dict[str, tuple[Any, ...]] = {
