@@ -143,11 +143,17 @@ def read_results(path: Path | str) -> ResultsFile:
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
-    """Files given directly, plus every ``*.jsonl`` / ``*.jsonl.gz`` inside given folders."""
+    """Files given directly, plus every ``*.jsonl`` / ``*.jsonl.gz`` inside given folders.
+
+    Hidden files and folders inside a given folder (``.runs/``, ``.git/``) are skipped:
+    they hold work files (e.g. the lab replay's un-dated originals), not results.
+    """
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found.extend(sorted([*p.rglob("*.jsonl"), *p.rglob("*.jsonl.gz")]))
+            inside = [*p.rglob("*.jsonl"), *p.rglob("*.jsonl.gz")]
+            found.extend(sorted(f for f in inside if not any(
+                part.startswith(".") for part in f.relative_to(p).parts)))
         elif p.exists():
             found.append(p)
         else:
