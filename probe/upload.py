@@ -293,7 +293,10 @@ def deliver(items: list[Prepared], uploader: Uploader, spool: Spool,
     """Spool each item, send it, and settle the spool by the outcome."""
     outcomes = []
     for item in items:
-        spool.add(item)
+        try:
+            spool.add(item)
+        except OSError as exc:
+            raise UploadError(f"{spool.root}: cannot write to the spool folder: {exc}") from None
         outcome = uploader.send(item)
         if outcome.status in ("stored", "already_stored"):
             spool.remove(item)

@@ -73,6 +73,8 @@ def serve(
             raise UsageError(str(exc)) from None
         except StorageUnavailable as exc:
             raise UsageError(f"cannot open the database: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot use --data-dir {data_dir}: {exc}") from None
         cfg = CollectorConfig(max_bytes=int(max_upload_mb * 1024 * 1024),
                               admin_token=admin_token, rate_limit_per_min=rate_limit,
                               reflector_host=reflector_host or host, reflector_ports=ports)

@@ -61,8 +61,11 @@ def upload(
                     queued.add(item.sha256)
         except (up.UploadError, ResultsError) as exc:
             raise UsageError(str(exc)) from None
-        outcomes = _send(items, up.Uploader(base, attempts=attempts, timeout_s=timeout),
-                         spool, notes)
+        try:
+            outcomes = _send(items, up.Uploader(base, attempts=attempts, timeout_s=timeout),
+                             spool, notes)
+        except up.UploadError as exc:
+            raise UsageError(str(exc)) from None
         if json_out:
             typer.echo(json.dumps({"collector": base, "spool": str(spool.root),
                                    "files": [o.as_dict() for o in outcomes]}, indent=2))

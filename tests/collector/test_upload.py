@@ -233,3 +233,12 @@ def test_odd_local_file_names_are_not_sent_as_metadata(make_results: Any,
     plain = up.prepare(src)
     mock_uploader(handler, []).send(plain)
     assert seen[1].url.params["filename"] == src.name
+
+
+def test_cli_unwritable_spool_is_a_clear_error(make_results: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    r = run_cli(str(make_results(2)), "--collector", "http://127.0.0.1:9",
+                "--spool", str(blocker / "spool"), home=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "cannot write to the spool folder" in r.stderr and "Traceback" not in r.stderr
