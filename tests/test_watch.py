@@ -71,3 +71,19 @@ def test_ctrl_c_while_waiting_propagates_after_counting_runs() -> None:
     with pytest.raises(KeyboardInterrupt):
         w.loop(lambda n: None)
     assert w.runs == 1
+
+
+def test_watch_takes_every_option_of_run() -> None:
+    """A watch run is a `run`: its options must not drift apart."""
+    from probe.cli import _load_commands, app
+
+    _load_commands()
+    import typer.main
+
+    group = typer.main.get_command(app)
+    options = {name: {o for p in cmd.params for o in getattr(p, "opts", [])}
+               for name, cmd in group.commands.items()  # type: ignore[attr-defined]
+               if name in ("run", "watch")}
+    missing = options["run"] - options["watch"] - {"--json"}
+    assert missing == set()
+    assert {"--every", "--count", "--collector", "--upload"} <= options["watch"]

@@ -129,6 +129,9 @@ def watch_command(
         "--include-ip", help="As for `run`: write the public IP (off by default).")] = False,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", help="As for `run`: checks at once.")] = 256,
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="As for `run`: locate where each blocked endpoint is blocked "
+        "(needs root or CAP_NET_RAW, skipped otherwise).")] = False,
     upload: Annotated[bool, typer.Option(
         "--upload", help="Upload each results file after its run (to --collector, or the "
         "collector in the config file).")] = False,
@@ -144,7 +147,7 @@ def watch_command(
     Exit code 0 when stopped by Ctrl-C or after --count runs; 2 for bad options.
     """
     with command_boundary():
-        from probe.cli.run import build_config, execute
+        from probe.cli.run import build_config, deep_settings, execute
         from probe.targets import load_plan
 
         console = stderr_console()
@@ -153,6 +156,7 @@ def watch_command(
                            ca_bundle=ca_bundle, timeout=timeout, network_type=network_type,
                            include_ip=include_ip, concurrency=concurrency, interactive=True)
         plan = load_plan(targets, services.split(",") if services else None)
+        deep_cfg = deep_settings(cfg) if deep else None
         sender = _Upload(collector, spool_dir) if (upload or collector) else None
         watcher = Watcher(every_s, count)
 
@@ -160,7 +164,8 @@ def watch_command(
             console.rule(f"run {n}" + (f" of {count}" if count else "") +
                          f" ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC)")
             try:
-                outcome = execute(plan, cfg, output)  # prints the table and the file's name
+                # The same call as `run`; prints the table and the results file's name.
+                outcome = execute(plan, cfg, output, deep=deep_cfg)
             except typer.Exit as stop:
                 if stop.exit_code == EXIT_INTERRUPTED:  # `run` turns Ctrl-C into exit 130
                     raise KeyboardInterrupt from None
