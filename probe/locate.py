@@ -354,9 +354,11 @@ def locate(targets: Sequence[Target], settings: Settings | None = None,
         for target in targets:
             key = target.probe_key()
             if key not in done:
-                if not target.address or target.kind not in KINDS:
-                    why = "no address" if not target.address else f"no {target.input} probe"
+                why = cannot_locate(target)
+                if why is not None:
                     done[key] = Location(failure=f"{failures.NOT_APPLICABLE}: {why}")
+                    if log:
+                        log(f"cannot locate {target.input}: {why}")
                 else:
                     if log:
                         log(f"locating {target.service} {target.function} {target.input} "
@@ -364,8 +366,35 @@ def locate(targets: Sequence[Target], settings: Settings | None = None,
                     t0 = time.monotonic()
                     done[key] = locate_target(target, obs, settings, log)
                     done[key].runtime_s = time.monotonic() - t0
+                    if log:
+                        log(f"  {describe(done[key])}")
             findings.append(Finding(target, done[key]))
     return findings
+
+
+def cannot_locate(target: Target) -> str | None:
+    import ipaddress
+
+    if not target.address:
+        return "no address to probe"
+    if target.kind not in KINDS:
+        return f"no TTL-limited probe for {target.input}"
+    if ipaddress.ip_address(target.address).is_loopback:
+        return (f"{target.address} is on this machine (a local DNS stub?); give --resolver "
+                "the network's resolver")
+    return None
+
+
+def describe(loc: Location) -> str:
+    """One line for people: where, whether forged, whether residual."""
+    where = (f"hop {loc.hop} ({loc.hop_address or 'address unknown'})" if loc.hop is not None
+             else "not located (test and control were never treated differently)")
+    parts = [where]
+    if loc.injected:
+        parts.append(f"injected ({', '.join(loc.injected_evidence)})")
+    if loc.residual_blocking is not None:
+        parts.append("residual blocking" if loc.residual_blocking else "no residual blocking")
+    return "; ".join(parts)
 
 
 def observed_method(target: Target, loc: Location) -> str | None:

@@ -265,3 +265,14 @@ def test_reflector_endpoints_are_probed_at_the_reflector() -> None:
         ("udp", "198.19.0.7", 3478, "whatsapp")
     (unknown,) = blocked_targets(records, plan, None, reflector=None)
     assert unknown.address == ""  # no reflector given: cannot be probed, hop stays null
+
+
+def test_what_cannot_be_located_says_why() -> None:
+    from probe.locate import cannot_locate
+
+    stub = Target("s", "dns", "dns://x.test", "dns", "127.0.0.53", 53, "x.test")
+    assert "--resolver" in (cannot_locate(stub) or "")
+    assert cannot_locate(Target("s", "f", "x", "tcp", "", 443)) == "no address to probe"
+    assert "quic://" in (cannot_locate(Target("s", "f", "quic://h:443", "unknown", SERVER,
+                                              443)) or "")
+    assert cannot_locate(Target("s", "f", "x", "tcp", SERVER, 443)) is None

@@ -115,6 +115,11 @@ def test_run_deep_locates_blocked_endpoints_and_keeps_the_verdicts(lab: Lab,
     assert summarize(results.measurements)["services"] == summary["services"]
     assert results.summary is not None
     assert results.summary["measurements"] == len(results.measurements)
+    # The file, locate records included, is one the collector accepts.
+    from probe.collector.validate import parse_upload
+
+    upload = parse_upload(Path(summary["results_file"]).read_bytes())
+    assert upload.report_id == summary["report_id"]
 
 
 RESIDUAL_SNIPPET = r'''
