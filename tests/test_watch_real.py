@@ -84,9 +84,15 @@ def test_watch_runs_periodically_stops_on_ctrl_c_and_feeds_timeline(tmp_path: Pa
             _wait_for(out, 2, proc)
             relay.close()  # calls get blocked (connection refused) from now on
             _wait_for(out, 4, proc)
-            # Ctrl-C as soon as the fifth run has opened its file: most often mid-run.
-            while len(list(out.glob("*.jsonl"))) < 5 and proc.poll() is None:
-                time.sleep(0.01)
+            # Ctrl-C as soon as the fifth run has written its first measurement: most often
+            # mid-run. (Not before: a Ctrl-C in the instant between the file's creation and
+            # the run's start leaves an empty file; that window is probe.session's.)
+            def fifth_started() -> bool:
+                found = sorted(out.glob("*.jsonl"))
+                return len(found) >= 5 and found[4].stat().st_size > 0
+
+            while not fifth_started() and proc.poll() is None:
+                time.sleep(0.005)
             proc.send_signal(signal.SIGINT)
             _stdout, stderr = proc.communicate(timeout=60)
         finally:
