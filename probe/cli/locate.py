@@ -134,14 +134,18 @@ def by_hand(values: list[str], plan: Any, cfg: Any, settings: Any,
 
 
 def log(console: Any) -> Any:
+    from rich.markup import escape
+
     def write(message: str) -> None:
-        console.print(f"[dim]{message}[/]", highlight=False)
+        console.print(f"[dim]{escape(message)}[/]", highlight=False)
 
     return write
 
 
 def render_findings(console: Any, findings: list[dict[str, Any]]) -> None:
     """One line per finding, for people (stderr)."""
+    from rich.markup import escape
+
     if not findings:
         console.print("locate: no blocked endpoint to locate")
         return
@@ -149,5 +153,6 @@ def render_findings(console: Any, findings: list[dict[str, Any]]) -> None:
         where = (f"hop {f['hop']} ({f['hop_address'] or 'address unknown'})"
                  if f["hop"] is not None else "could not be located")
         injected = ", forged answer (injected)" if f["injected"] else ""
-        console.print(f"locate: {f['service']} {f['function']} {f['endpoint']} "
-                      f"[{f['method'] or '?'}]: {where}{injected}", highlight=False)
+        line = (f"locate: {f['service']} {f['function']} {f['endpoint']} "
+                f"[{f['method'] or '?'}]: {where}{injected}")
+        console.print(escape(line), highlight=False)

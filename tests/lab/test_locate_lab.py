@@ -74,7 +74,7 @@ def test_locate_names_the_censor_hop(lab: Lab, scenario: str) -> None:
                 f"{'udp' if endpoint.startswith('stun') else 'tcp'}://"
                 f"{lab.address_of(host)}:{endpoint.rsplit(':', 1)[1]}")
     assert finding["endpoint"] == expected
-    assert f"hop 2 ({A.CENSOR_DOWN})" in stderr
+    assert f"[{method}]: hop 2 ({A.CENSOR_DOWN})" in stderr
 
 
 def test_nothing_blocked_nothing_located(lab: Lab) -> None:
