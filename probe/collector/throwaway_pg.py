@@ -12,10 +12,28 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 PORT = 5432  # only names the socket file inside our private folder
+
+# Runs beside the server: if the process that started it dies without cleaning up (a test
+# run killed by a timeout or SIGKILL), stop the server and remove its folder. Ends by
+# itself once the folder is gone (normal cleanup).
+_WATCHDOG = """
+import os, shutil, subprocess, sys, time
+owner, root, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+while os.path.isdir(root):
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
+                       timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+        break
+    time.sleep(0.5)
+"""
 
 
 def find_bin_dir() -> Path | None:
@@ -58,11 +76,16 @@ class ThrowawayPostgres:
             for p in (self.root, self.sock):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         self.running = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
-    def _run(self, *args: str) -> None:
+    def _cmd(self, *args: str) -> list[str]:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self._user is not None:
             cmd = ["runuser", "-u", self._user, "--", *cmd]
+        return cmd
+
+    def _run(self, *args: str) -> None:
+        cmd = self._cmd(*args)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.root)
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
@@ -75,6 +98,12 @@ class ThrowawayPostgres:
                       "--no-sync", "-E", "UTF8", "--locale=C")
         opts = (f"-k {self.sock} -p {PORT} -c listen_addresses='' -c max_connections=200 "
                 "-c shared_buffers=64MB")
+        if self._watchdog is None:
+            stop = self._cmd("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.root), *stop],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
                   "-t", "60", "start")
         self.running = True
@@ -101,6 +130,8 @@ class ThrowawayPostgres:
             self.stop("immediate")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+            if self._watchdog is not None:
+                self._watchdog.wait(10)  # it ends once the folder is gone
 
     def __enter__(self) -> ThrowawayPostgres:
         self.start()
