@@ -29,6 +29,10 @@ ICMP_UNREACHABLE = 3
 ICMP_TIME_EXCEEDED = 11
 PROTO_ICMP, PROTO_TCP, PROTO_UDP = 1, 6, 17
 FULL_TTL = 64
+# After the first packet of a probe, how long to keep listening: an on-path injector's
+# forgery and the genuine answer (or a router's time exceeded) race, and the slower of
+# them must still be seen.
+GRACE_S = 0.5
 RAW_SKIPPED = "locate needs raw sockets (root or CAP_NET_RAW); skipped"
 
 
@@ -259,7 +263,7 @@ def _socket(kind: int) -> Iterator[socket.socket]:
 
 
 def udp_probe(obs: Observer, addr: str, port: int, payload: bytes, ttl: int,
-              wait_s: float, grace_s: float = 0.3) -> ProbeResult:
+              wait_s: float, grace_s: float = GRACE_S) -> ProbeResult:
     """One datagram with IP TTL ``ttl`` from a fresh source port."""
     with _socket(socket.SOCK_DGRAM) as sock:
         sock.connect((addr, port))
@@ -273,7 +277,7 @@ def udp_probe(obs: Observer, addr: str, port: int, payload: bytes, ttl: int,
 
 
 def tcp_syn_probe(obs: Observer, addr: str, port: int, ttl: int, wait_s: float,
-                  grace_s: float = 0.3) -> ProbeResult:
+                  grace_s: float = GRACE_S) -> ProbeResult:
     """A TCP SYN with IP TTL ``ttl`` (a non-blocking connect)."""
     with _socket(socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
@@ -288,7 +292,7 @@ def tcp_syn_probe(obs: Observer, addr: str, port: int, ttl: int, wait_s: float,
 
 def tcp_payload_probe(obs: Observer, addr: str, port: int, payload: bytes, ttl: int,
                       wait_s: float, connect_timeout_s: float,
-                      grace_s: float = 0.3) -> ProbeResult:
+                      grace_s: float = GRACE_S) -> ProbeResult:
     """Connect with the full TTL, then send ``payload`` (a TLS ClientHello) with IP TTL
     ``ttl``: only the payload is TTL-limited, as in OONI tlsmiddlebox."""
     from probe import failures
