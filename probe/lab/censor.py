@@ -188,8 +188,9 @@ def throttle_udp_ports(lab: Lab, sel: Selection, kbytes_per_s: int = 4) -> None:
     ports = ", ".join(str(p) for p in sel.ports)
     dport = f"udp dport {{ {ports} }} " if ports else "meta l4proto udp "
     sport = f"udp sport {{ {ports} }} " if ports else "meta l4proto udp "
-    _nft(lab, f"{sel.nft_daddr()}{dport}limit rate over {kbytes_per_s} kbytes/second | drop",
-         f"{sel.nft_saddr()}{sport}limit rate over {kbytes_per_s} kbytes/second | drop")
+    # A small burst (2 kB): a policer, not a buffer that lets the first second through.
+    limit = f"limit rate over {kbytes_per_s} kbytes/second burst 2 kbytes"
+    _nft(lab, f"{sel.nft_daddr()}{dport}{limit} | drop", f"{sel.nft_saddr()}{sport}{limit} | drop")
 
 
 def offline(lab: Lab, sel: Selection) -> None:
