@@ -22,19 +22,28 @@ import time
 from datetime import UTC, datetime
 
 from probe.model import RunConfig
+from probe.reflector import reply_for
 from probe.runner import RunInfo, plan_units, run_plan
 from probe.targets import load_plan
 from probe.testing import FakeNetwork
+
+
+def answer_like_a_server(ip: str, port: int, data: bytes) -> bytes | None:
+    """Every UDP endpoint answers as the project's reflector does: STUN Binding requests
+    get a Binding success response, anything else is echoed."""
+    return reply_for(data, ("198.18.0.2", 50000))[1]
 
 
 def fake_world(rule: str) -> tuple[FakeNetwork, int]:
     plan = load_plan()
     hosts = sorted({e.target_host for e in plan.endpoints if e.target_host})
     names = {h: [f"198.18.{i // 250}.{i % 250 + 1}"] for i, h in enumerate(hosts)}
-    return FakeNetwork(names=names, default_rule=rule), len(plan_units(plan))
+    net = FakeNetwork(names=names, default_rule=rule, udp_responder=answer_like_a_server)
+    return net, len(plan_units(plan))
 
 
-def scan(rule: str, budget: float, concurrency: int = 256) -> tuple[float, int]:
+def scan(rule: str, budget: float, concurrency: int = 256,
+         slowest: list[tuple[float, str]] | None = None) -> tuple[float, int]:
     plan = load_plan()
     net, _ = fake_world(rule)
     info = RunInfo(report_id="bench", start=datetime.now(UTC))
@@ -42,6 +51,9 @@ def scan(rule: str, budget: float, concurrency: int = 256) -> tuple[float, int]:
     cfg = RunConfig(timeout_s=budget, concurrency=concurrency)
     t0 = time.perf_counter()
     asyncio.run(run_plan(plan, cfg, net, info, records.append))
+    if slowest is not None:
+        slowest.extend(sorted(((r["test_runtime"], f"{r['test_name']} {r['input']}")
+                               for r in records), reverse=True)[:3])
     return time.perf_counter() - t0, len(records)
 
 
@@ -64,11 +76,13 @@ def main() -> int:
     print(f"default scan: {units} checks per pass (dns lookups included)")
 
     wall_dead, n_dead = scan("timeout", args.budget)
-    wall_ok, n_ok = scan("ok", args.budget)
+    slow: list[tuple[float, str]] = []
+    wall_ok, n_ok = scan("ok", args.budget, slowest=slow)
     print(f"all unreachable: {wall_dead:.2f} s = {wall_dead / args.budget:.2f} x budget "
           f"({n_dead} measurements; goal <= 2.3)")
     print(f"all answering:   {wall_ok:.3f} s = {wall_ok / args.budget:.3f} x budget "
-          f"({n_ok} measurements)")
+          f"({n_ok} measurements); slowest: "
+          + ", ".join(f"{name} {t:.2f} s" for t, name in slow))
 
     b = args.small_budget
     conc, _ = scan("timeout", b)

@@ -29,6 +29,12 @@ METHODS = (
 )
 NETWORK_TYPES = ("mobile", "fixed", "wifi", "unknown")
 
+# The reflector's defaults (DESIGN.md "Reflector"); here so that the command line can show
+# them without importing the reflector itself (asyncio, the STUN codec).
+REFLECTOR_DEFAULT_PORTS = "443,3478-3481,19302-19309,4244,5242,5243,7985,7987"
+REFLECTOR_DEFAULT_RATE = 1000.0  # datagrams per second per source: a probe runs several
+REFLECTOR_DEFAULT_BURST = 2000.0  # call-like streams (50 per second each) at once, and more
+
 Pool = Literal["any", "all"]
 Record = dict[str, Any]
 

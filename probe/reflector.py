@@ -24,10 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from probe import stun
+from probe.model import REFLECTOR_DEFAULT_BURST as DEFAULT_BURST
+from probe.model import REFLECTOR_DEFAULT_PORTS as DEFAULT_PORTS  # noqa: F401 (re-exported)
+from probe.model import REFLECTOR_DEFAULT_RATE as DEFAULT_RATE
 
-DEFAULT_PORTS = "443,3478-3481,19302-19309,4244,5242,5243,7985,7987"
-DEFAULT_RATE = 1000.0  # datagrams per second per source: a probe runs several call-like
-DEFAULT_BURST = 2000.0  # streams (50 per second each) at once, plus its other checks
 MAX_SOURCES = 10_000
 
 log = logging.getLogger("probe.reflector")

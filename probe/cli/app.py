@@ -13,5 +13,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Plain help text: rich help formatting costs ~0.3 s of start-up on every command.
+    rich_markup_mode=None,
 )

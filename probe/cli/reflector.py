@@ -6,7 +6,9 @@ import typer
 
 from probe.cli.app import app
 from probe.cli.common import EXIT_USAGE, UsageError, command_boundary, fail, stderr_console
-from probe.reflector import DEFAULT_BURST, DEFAULT_PORTS, DEFAULT_RATE
+from probe.model import REFLECTOR_DEFAULT_BURST as DEFAULT_BURST
+from probe.model import REFLECTOR_DEFAULT_PORTS as DEFAULT_PORTS
+from probe.model import REFLECTOR_DEFAULT_RATE as DEFAULT_RATE
 
 
 @app.command("reflector")
