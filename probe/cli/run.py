@@ -24,27 +24,36 @@ error; 3 inconclusive (the network looks offline); 4 internal error."""
 @app.command("run", help=HELP)
 def run_command(
     targets: Annotated[list[Path] | None, typer.Option(
-        "--targets", metavar="FILE", help="Target file (TOML); repeatable. Default: the shipped files. "
+        "--targets", metavar="FILE",
+        help="Target file (TOML); repeatable. Default: the shipped files. "
         "When given, only these files are used, controls included.")] = None,
     services: Annotated[str | None, typer.Option(
-        "--services", metavar="NAMES", help="Only these services, comma-separated (e.g. whatsapp,viber). "
+        "--services", metavar="NAMES",
+        help="Only these services, comma-separated (e.g. whatsapp,viber). "
         "Controls always run.")] = None,
     resolver: Annotated[str | None, typer.Option(
-        "--resolver", metavar="IP", help="IP address of the DNS resolver to use (IP or IP:PORT). "
+        "--resolver", metavar="IP",
+        help="IP address of the DNS resolver to use (IP or IP:PORT). "
         "Default: the system resolver.")] = None,
     doh: Annotated[str | None, typer.Option(
-        "--doh", metavar="URL", help="DNS-over-HTTPS URL of a control resolver, to detect tampering.")] = None,
+        "--doh", metavar="URL",
+        help="DNS-over-HTTPS URL of a control resolver, to detect tampering.")] = None,
     reflector: Annotated[str | None, typer.Option(
-        "--reflector", metavar="HOST", help="Host of a cooperating voip-probe reflector (UDP echo/STUN), "
+        "--reflector", metavar="HOST",
+        help="Host of a cooperating voip-probe reflector (UDP echo/STUN), "
         "for the UDP and differential call tests.")] = None,
     ca_bundle: Annotated[Path | None, typer.Option(
-        "--ca-bundle", metavar="PEM", help="Extra CA certificates (PEM) to trust for TLS checks.")] = None,
+        "--ca-bundle", metavar="PEM",
+        help="Extra CA certificates (PEM) to trust for TLS checks.")] = None,
     timeout: Annotated[float, typer.Option(
-        "--timeout", metavar="SECONDS", help="Budget of each check, in seconds.")] = 10.0,
+        "--timeout", metavar="SECONDS",
+        help="Budget of each check, in seconds.")] = 10.0,
     output: Annotated[Path, typer.Option(
-        "--output", metavar="DIR", help="Folder for the results file.")] = Path("results"),
+        "--output", metavar="DIR",
+        help="Folder for the results file.")] = Path("results"),
     network_type: Annotated[str | None, typer.Option(
-        "--network-type", metavar="TYPE", help="mobile, fixed, wifi or unknown. Asked when unset and a "
+        "--network-type", metavar="TYPE",
+        help="mobile, fixed, wifi or unknown. Asked when unset and a "
         "terminal is attached.")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the run summary as JSON on stdout (human output on stderr).")]
@@ -53,7 +62,8 @@ def run_command(
         "--include-ip", help="Write this network's public IP into the results (off by "
         "default: it can identify you).")] = False,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", metavar="N", help="How many checks may run at once.")] = 256,
+        "--concurrency", metavar="N",
+        help="How many checks may run at once.")] = 256,
     deep: Annotated[bool, typer.Option(
         "--deep", help="After the scan, locate where each blocked endpoint is blocked "
         "(voip-probe locate; needs root or CAP_NET_RAW, skipped otherwise).")] = False,
