@@ -148,12 +148,12 @@ class CollectorProcess:
             cmd += ["--database-url", self.database_url]
         self.log = open(self.data_dir.parent / f"serve-{port}.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # generous: CI machines may be busy
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited: {Path(self.log.name).read_text()}")
             try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/api/v1/health", timeout=5).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

@@ -47,9 +47,10 @@ def test_a_file_from_voip_probe_run_is_stored_and_queryable(
     [stored] = json.loads(up.stdout)["files"]
     assert stored["status"] == "stored" and stored["measurements"] == measurements
     page = httpx.get(server.url + "/api/v1/measurements",
-                     params={"asn": "AS0", "limit": 1000}).json()
+                     params={"asn": "AS0", "limit": 1000}, timeout=60).json()
     assert len(page["measurements"]) == measurements
-    rows = httpx.get(server.url + "/api/v1/summary", params={"cc": "ZZ"}).json()["summary"]
+    rows = httpx.get(server.url + "/api/v1/summary", params={"cc": "ZZ"},
+                     timeout=60).json()["summary"]
     assert {r["service"] for r in rows} >= {"whatsapp", "skype", "viber", "duo"}
     assert {r["network_type"] for r in rows} == {"mobile"}
     assert all(r["runs"] == 1 and r["statuses"]["inconclusive"] == 1 for r in rows)

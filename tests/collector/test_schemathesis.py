@@ -88,8 +88,8 @@ _fields = sorted(measurement("r").keys())
 
 @given(line=st.integers(0, 2), field=st.sampled_from(_fields), value=_json,
        drop=st.booleans())
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
 def test_mutated_results_files_are_stored_or_refused_never_5xx(
         collector_app: Any, line: int, field: str, value: Any, drop: bool) -> None:
     from fastapi.testclient import TestClient

@@ -19,10 +19,10 @@ def free_udp_port() -> int:
 def test_serve_with_reflector_answers_stun_and_echoes(collector_process: Any) -> None:
     port = free_udp_port()
     server = collector_process(extra=("--reflector-ports", str(port)))
-    health = httpx.get(server.url + "/api/v1/health").json()
+    health = httpx.get(server.url + "/api/v1/health", timeout=60).json()
     assert health["reflector_ports"] == [port]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(3)
+        s.settimeout(10)
         s.connect(("127.0.0.1", port))
         request = stun.binding_request()
         s.send(request.encode(fingerprint=True))
