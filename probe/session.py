@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,8 +87,12 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     loop_start = datetime.now(UTC)
     interrupted = False
     extra: dict[str, Any] | None = None
+    # A Ctrl-C between creating the file and entering the try below would leave an empty
+    # file without a summary line: SIGINT waits until the try is entered.
+    sigint_deferred = _defer_sigint()
     with ResultsWriter(path) as writer:
         try:
+            _restore_sigmask(sigint_deferred)
             asyncio.run(run_plan(plan, cfg, net, info, emit, progress))
             if after_scan is not None:
                 extra = after_scan(list(written), emit, info)
@@ -102,6 +108,18 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     if interrupted:
         raise KeyboardInterrupt(str(path))
     return RunOutcome(summary, path, overall_exit_code(summary), written)
+
+
+def _defer_sigint() -> set[int | signal.Signals] | None:
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() \
+            is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _restore_sigmask(previous: set[int | signal.Signals] | None) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def build_summary(records: list[Record], info: RunInfo, identity: Identity, cfg: RunConfig,
