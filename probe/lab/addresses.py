@@ -34,8 +34,10 @@ ROUTER_HOPS = {1: R1_CLIENT_SIDE, 2: CENSOR_DOWN, 3: R3_DOWN}
 RESOLVER = "198.19.0.53"        # dnsmasq, the client's resolver
 SERVFAIL_UPSTREAM = "198.19.0.54"  # answers SERVFAIL; dnsmasq forwards names to it
 REFLECTOR = "198.19.0.7"        # voip-probe reflector (when available)
+ECHO = "198.19.0.8"             # lab echo host: STUN Binding answers + UDP echo, every port
+ECHO_PORTS = frozenset({443, 3478, 3479, 3480, 3481, 4244, 5242, 5243, 7985, 7987, 19302})
 SPARE = "198.19.0.9"            # coturn's relay address
-INFRA_ADDRESSES = (RESOLVER, SERVFAIL_UPSTREAM, REFLECTOR, SPARE)
+INFRA_ADDRESSES = (RESOLVER, SERVFAIL_UPSTREAM, REFLECTOR, ECHO, SPARE)
 
 BOGON_ANSWER = "10.10.34.35"    # classic injected bogon; unroutable inside the lab
 INJECTED_ANSWER = "198.18.200.200"  # in the lab, but nobody answers there

@@ -92,6 +92,7 @@ class Lab:
         for host, address in self.targets.plan.addresses.items():
             self.dns.add_a(host, address)
         self.dns.add_a("reflector.lab.example", A.REFLECTOR)
+        self.dns.add_a("echo.lab.example", A.ECHO)
         self._start_servers(pki.server_cert, pki.server_key)
         self.reload_dns()
         self._start_coturn()
@@ -196,13 +197,18 @@ class Lab:
     def _start_servers(self, cert: Path, key: Path) -> None:
         config = {"cert": str(cert), "key": str(key),
                   "tcp_ports": sorted(self.targets.tcp_ports | {80, 443}),
-                  "udp_echo_ports": sorted(self.targets.udp_ports - self.targets.stun_ports),
                   "servfail": A.SERVFAIL_UPSTREAM,
-                  "addresses": self.targets.plan.all_addresses()}
+                  "udp_echo": self._udp_echo_sockets()}
         path = self.dir / "servers.json"
         path.write_text(json.dumps(config))
         self.spawn("inet", "servers", [sys.executable, "-m", "probe.lab.servers", str(path)],
                    ready="ready")
+
+    def _udp_echo_sockets(self) -> list[tuple[int, str]]:
+        plain = sorted(self.targets.udp_ports - self.targets.stun_ports)
+        sockets = [(port, addr) for port in plain for addr in self.targets.plan.all_addresses()]
+        echo_ports = self.targets.udp_ports | self.targets.stun_ports | A.ECHO_PORTS
+        return sockets + [(port, A.ECHO) for port in sorted(echo_ports)]
 
     def _start_coturn(self) -> None:
         addresses = self.targets.addresses() or [A.SPARE]

@@ -7,8 +7,10 @@
   HTTP method gets an HTTP answer; anything else is echoed (so a TCP connect, WhatsApp's
   own protocol on 443/5222, or Viber's ports all connect). ``GET /bytes/N`` returns N bytes,
   for throughput tests.
-* each UDP port in ``udp_echo_ports`` on each of ``addresses``: echo (never more bytes
-  than received).
+* each (port, address) in ``udp_echo``: a STUN Binding request gets a Binding success
+  response, any other datagram is echoed (never more bytes than received). The lab's echo
+  host (:data:`probe.lab.addresses.ECHO`) serves every UDP port of the targets this way, so
+  "STUN dropped, random bytes pass on the same 5-tuple" can be shown on any port.
 * ``servfail``: a DNS server at that address answering every query with SERVFAIL, the
   upstream dnsmasq forwards the names of the ``dns_servfail`` rule to.
 
@@ -82,13 +84,23 @@ class _Handler(socketserver.BaseRequestHandler):
         conn.sendall(head + (b"" if line and line[0] == "HEAD" else body))
 
 
+def stun_binding_answer(data: bytes, peer: tuple[str, int]) -> bytes | None:
+    """A Binding success response (XOR-MAPPED-ADDRESS) to a Binding request, else None."""
+    if len(data) < 20 or data[:2] != b"\x00\x01" or data[4:8] != b"\x21\x12\xa4\x42":
+        return None
+    port = peer[1] ^ 0x2112
+    addr = bytes(a ^ b for a, b in zip(socket.inet_aton(peer[0]), data[4:8], strict=True))
+    attr = b"\x00\x20\x00\x08\x00\x01" + port.to_bytes(2, "big") + addr
+    return b"\x01\x01" + len(attr).to_bytes(2, "big") + data[4:20] + attr
+
+
 def _udp_echo(address: str, port: int) -> None:
     # One socket per address: a 0.0.0.0 socket would answer from the uplink's address.
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((address, port))
     while True:
         data, peer = sock.recvfrom(65535)
-        sock.sendto(data, peer)
+        sock.sendto(stun_binding_answer(data, peer) or data, peer)
 
 
 def _servfail(address: str) -> None:
@@ -115,10 +127,9 @@ def serve(config: dict[str, Any]) -> None:
         server = _TcpServer(("0.0.0.0", int(port)), _Handler)
         server.ssl_context = context
         threads.append(threading.Thread(target=server.serve_forever, daemon=True))
-    for port in config.get("udp_echo_ports", []):
-        for address in config["addresses"]:
-            threads.append(threading.Thread(target=_udp_echo, args=(address, int(port)),
-                                            daemon=True))
+    for port, address in config.get("udp_echo", []):
+        threads.append(threading.Thread(target=_udp_echo, args=(address, int(port)),
+                                        daemon=True))
     if config.get("servfail"):
         threads.append(threading.Thread(target=_servfail, args=(config["servfail"],),
                                         daemon=True))

@@ -6,8 +6,10 @@ lab's tests use them to prove that each censor rule bites on its own, so a passi
 test cannot come from a rule that never matched. Operations:
 
 * ``resolve NAME``: the system resolver (the client's resolv.conf points at the lab).
-* ``dns NAME SERVER``: one UDP query, collecting every answer for 1 s (injection shows two).
+* ``dns NAME SERVER [EXPECTED]``: one UDP query, collecting every answer for 1 s
+  (injection shows two).
 * ``tcp ADDR PORT``, ``tls HOST ADDR PORT CA [SNI]``, ``http ADDR PORT PATH`` (bytes/s).
+* ``loss ADDR PORT [COUNT]``: datagrams to an echo port; ``packet_loss`` if any is lost.
 * ``ttl ADDR PORT HOPS``: which router answers "time exceeded" for a TTL of HOPS.
 * ``stun ADDR PORT [whatsapp]``: a Binding request (WhatsApp-flavoured: type 0x0800 and an
   attribute 0x4000), answered or not; ``udp ADDR PORT``: random bytes, echoed or not.
@@ -35,7 +37,11 @@ def resolve(name: str) -> dict[str, Any]:
     return {"result": "ok", "addresses": sorted({i[4][0] for i in infos})}
 
 
-def dns(name: str, server: str) -> dict[str, Any]:
+def dns(name: str, server: str, expected: str | None = None) -> dict[str, Any]:
+    """Result: the first answer's failure (NXDOMAIN, SERVFAIL), ``dns_injected_reply``
+    when two answers arrive, ``dns_bogon_error`` when the address is not ``expected``."""
+    import ipaddress
+
     import dns.message
     import dns.rcode
 
@@ -55,7 +61,15 @@ def dns(name: str, server: str) -> dict[str, Any]:
         answers.append({"rcode": dns.rcode.to_text(reply.rcode()), "addresses": addrs})
     if not answers:
         return {"result": "generic_timeout_error", "answers": []}
-    return {"result": "ok", "answers": answers}
+    first = answers[0]
+    result = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error",
+              "NOERROR": "ok"}.get(first["rcode"], "dns_server_misbehaving")
+    if len(answers) > 1:
+        result = "dns_injected_reply"
+    elif result == "ok" and expected is not None and first["addresses"] != [expected]:
+        bogon = any(not ipaddress.ip_address(a).is_global for a in first["addresses"])
+        result = "dns_bogon_error" if bogon else "dns_unexpected_network"
+    return {"result": result, "answers": answers}
 
 
 def tcp(addr: str, port: str) -> dict[str, Any]:
@@ -118,6 +132,28 @@ def udp(addr: str, port: str) -> dict[str, Any]:
     return {"result": "ok", "echoed": reply == payload}
 
 
+def loss(addr: str, port: str, count: str = "200") -> dict[str, Any]:
+    """Send ``count`` datagrams to an echo port, 2 ms apart; ``packet_loss`` if any is
+    missing after 1 s (with 10 % loss each way, 200 datagrams all coming back has odds
+    below 1e-18)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect((addr, int(port)))
+    sent = int(count)
+    for index in range(sent):
+        sock.send(b"\x00" + index.to_bytes(4, "big") + os.urandom(11))
+        time.sleep(0.002)
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + 1.0
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            seen.add(sock.recv(2048)[1:5])
+        except TimeoutError:
+            break
+    lost = sent - len(seen)
+    return {"result": "packet_loss" if lost else "ok", "sent": sent, "lost": lost}
+
+
 def ttl(addr: str, port: str, hops: str) -> dict[str, Any]:
     """A UDP datagram with IP TTL ``hops``: the router where it expires answers ICMP time
     exceeded; its address comes back through IP_RECVERR (no raw socket needed)."""
@@ -145,7 +181,7 @@ def ttl(addr: str, port: str, hops: str) -> dict[str, Any]:
 IP_RECVERR = 11
 
 OPS: dict[str, Any] = {"resolve": resolve, "dns": dns, "tcp": tcp, "tls": tls, "http": http,
-                       "stun": stun, "udp": udp, "ttl": ttl}
+                       "stun": stun, "udp": udp, "ttl": ttl, "loss": loss}
 
 
 def main(argv: list[str]) -> int:
