@@ -11,12 +11,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from probe.cli.app import app
 from probe.cli.common import EXIT_FOUND, EXIT_OK, UsageError, command_boundary, fail
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 lab_app = typer.Typer(
     name="lab",
@@ -44,7 +47,7 @@ def _need_root() -> None:
         fail(reason)
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -188,7 +191,7 @@ def run(
             if owned and not keep:
                 lab.down()
         if json_out:
-            print(json.dumps(_outcome_json(outcome), indent=1))
+            print(json.dumps({"lab": lab.prefix, **_outcome_json(outcome)}, indent=1))
         _render_rows(f"{loaded.name}: {loaded.description}", outcome)
         raise typer.Exit(EXIT_OK if outcome.passed else EXIT_FOUND)
 

@@ -229,7 +229,8 @@ class Lab:
             self.reflector = None
             return
         self.spawn("inet", "reflector",
-                   [sys.executable, "-m", "probe", "reflector", "--host", A.REFLECTOR])
+                   [sys.executable, "-m", "probe", "reflector", "--host", A.REFLECTOR],
+                   ready="reflector listening", timeout_s=30)
         self.reflector = A.REFLECTOR
 
     # --- DNS -------------------------------------------------------------------------

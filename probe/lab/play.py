@@ -63,12 +63,16 @@ def proof_command(lab: Lab, proof: Proof) -> list[str]:
     if op == "dns":
         return [op, host, A.RESOLVER, address]
     if op == "tls":
-        return [op, host, address, str(port), str(lab.ca_bundle), *([proof.sni] * bool(proof.sni))]
+        return [op, host, address, str(port), str(lab.ca_bundle), *_optional(proof.sni)]
     if op == "http":
         return [op, address, str(port), "/bytes/64000"]
     if op == "stun":
-        return [op, address, str(port), *([proof.flavor] * bool(proof.flavor))]
+        return [op, address, str(port), *_optional(proof.flavor)]
     return [op, address, str(port)]
+
+
+def _optional(value: str | None) -> list[str]:
+    return [value] if value else []
 
 
 def run_proof(lab: Lab, proof: Proof) -> dict[str, Any]:

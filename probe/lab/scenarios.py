@@ -254,8 +254,8 @@ def _rule(lines: _Lines, table: dict[str, Any], line: int) -> RuleUse:
     _check_keys(lines, table, allowed, line, f"rule {name}")
     at = _typed(lines, table, "at", str, line, choices=spec.at) or spec.at[0]
     select: dict[str, Any] = {}
-    for key, kind in SELECT_KEYS.items():
-        value = _typed(lines, table, key, kind, line)
+    for key, select_kind in SELECT_KEYS.items():
+        value = _typed(lines, table, key, select_kind, line)
         if value is None:
             continue
         if key == "ports" and not all(isinstance(p, int) and 0 < p < 65536 for p in value):

@@ -49,7 +49,7 @@ def dns(name: str, server: str, expected: str | None = None) -> dict[str, Any]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect((server, 53))
     sock.send(query.to_wire())
-    answers = []
+    answers: list[dict[str, Any]] = []
     deadline = time.monotonic() + 1.0
     while (left := deadline - time.monotonic()) > 0:
         sock.settimeout(left)
@@ -58,12 +58,12 @@ def dns(name: str, server: str, expected: str | None = None) -> dict[str, Any]:
         except TimeoutError:
             break
         addrs = [rr.address for rrset in reply.answer for rr in rrset if hasattr(rr, "address")]
-        answers.append({"rcode": dns.rcode.to_text(reply.rcode()), "addresses": addrs})
+        answers.append({"rcode": str(dns.rcode.to_text(reply.rcode())), "addresses": addrs})
     if not answers:
         return {"result": "generic_timeout_error", "answers": []}
     first = answers[0]
-    result = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error",
-              "NOERROR": "ok"}.get(first["rcode"], "dns_server_misbehaving")
+    rcodes = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error", "NOERROR": "ok"}
+    result = rcodes.get(str(first["rcode"]), "dns_server_misbehaving")
     if len(answers) > 1:
         result = "dns_injected_reply"
     elif result == "ok" and expected is not None and first["addresses"] != [expected]:

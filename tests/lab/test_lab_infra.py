@@ -4,6 +4,7 @@ after a failure, no route out of the lab, the censor at the documented hop."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -18,9 +19,17 @@ MINI = Path(__file__).with_name("mini_targets.toml")
 pytestmark = pytest.mark.lab
 
 
-def _root_links() -> set[str]:
-    out = sh(["ip", "-j", "link", "show"]).stdout
-    return {link["ifname"] for link in json.loads(out)}
+def _peer_namespaces(ns: str) -> set[str]:
+    """Names of the namespaces the veth peers of ``ns``'s interfaces live in."""
+    out = sh(["ip", "-n", ns, "netns", "list-id"]).stdout
+    ids = {}
+    for line in out.splitlines():
+        match = re.match(r"nsid (\d+) \(iproute2 netns name: (\S+)\)", line)
+        if match:
+            ids[int(match.group(1))] = match.group(2)
+    links = json.loads(sh(["ip", "-n", ns, "-j", "link", "show"]).stdout)
+    return {ids.get(link["link_netnsid"], f"nsid {link['link_netnsid']}")
+            for link in links if "link_netnsid" in link}
 
 
 def _assert_gone(lab: Lab, pids: list[int]) -> None:
@@ -31,7 +40,6 @@ def _assert_gone(lab: Lab, pids: list[int]) -> None:
 
 
 def test_up_down_idempotent_and_leaves_nothing() -> None:
-    links_before = _root_links()
     lab = Lab(targets=[MINI])
     try:
         lab.up()
@@ -39,7 +47,8 @@ def test_up_down_idempotent_and_leaves_nothing() -> None:
         pids = list(lab._pids.values())
         assert len(pids) >= 3  # servers, dnsmasq, coturn
         assert lab.check("tcp", lab.address_of("e1.whatsapp.net"), 443)["result"] == "ok"
-        assert _root_links() == links_before  # nothing of the lab in the root namespace
+        for ns in lab.ns.values():  # every veth peer is in a lab namespace, never the root
+            assert _peer_namespaces(ns) <= set(lab.ns.values()), ns
     finally:
         lab.down()
         lab.down()
