@@ -70,7 +70,7 @@ def up(targets: TargetsOpt = None, prefix: PrefixOpt = None, json_out: JsonOpt =
         _need_root()
         from probe.lab.lab import Lab
 
-        lab = Lab(targets=targets, prefix=prefix)
+        lab = Lab(targets=targets, prefix=prefix, persistent=True)
         try:
             lab.up()
         except BaseException:
@@ -88,13 +88,24 @@ def up(targets: TargetsOpt = None, prefix: PrefixOpt = None, json_out: JsonOpt =
 
 
 @lab_app.command("down")
-def down(prefix: Annotated[str, typer.Argument(help="The prefix `lab up` printed.")]) -> None:
+def down(
+    prefix: Annotated[str | None, typer.Argument(help="The prefix `lab up` printed.")] = None,
+    stale: Annotated[bool, typer.Option(
+        "--stale", help="Remove every lab whose owning process (a test run) is gone.")] = False,
+) -> None:
     """Remove a lab: namespaces, processes, /etc/netns entries, state."""
     with command_boundary():
         _need_root()
-        from probe.lab.lab import Lab
+        from probe.lab.lab import Lab, cleanup_stale
         from probe.lab.netns import LabError
 
+        if stale:
+            removed = cleanup_stale()
+            _console().print(f"removed {len(removed)} stale lab(s): {', '.join(removed)}")
+            if prefix is None:
+                return
+        if prefix is None:
+            raise UsageError("give the prefix of the lab to remove (see `voip-probe lab list`)")
         try:
             lab = Lab.attach(prefix)
         except LabError:
@@ -107,12 +118,22 @@ def down(prefix: Annotated[str, typer.Argument(help="The prefix `lab up` printed
 def list_labs(json_out: JsonOpt = False) -> None:
     """Labs that are up on this machine (from /run/voip-probe-lab)."""
     with command_boundary():
-        from probe.lab.lab import STATE_ROOT
+        from probe.lab.lab import STATE_ROOT, owner_alive
 
-        labs = sorted(p.parent.name for p in STATE_ROOT.glob("*/state.json"))
+        labs = []
+        for state_file in sorted(STATE_ROOT.glob("*/state.json")):
+            try:
+                owner = json.loads(state_file.read_text()).get("owner")
+            except (OSError, ValueError):
+                owner = None
+            labs.append({"prefix": state_file.parent.name, "owner": owner,
+                         "stale": not owner_alive(owner)})
         if json_out:
             print(json.dumps(labs))
-        _console().print("\n".join(labs) if labs else "no lab is up")
+        lines = [f"{lab['prefix']}  " + ("persistent (lab up)" if lab["owner"] is None else
+                 f"owner pid {lab['owner']}" + (" gone: stale" if lab["stale"] else ""))
+                 for lab in labs]
+        _console().print("\n".join(lines) if lines else "no lab is up", highlight=False)
 
 
 def _open_lab(prefix: str | None, targets: list[Path] | None) -> tuple[Any, bool]:

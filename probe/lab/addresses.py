@@ -36,8 +36,11 @@ SERVFAIL_UPSTREAM = "198.19.0.54"  # answers SERVFAIL; dnsmasq forwards names to
 REFLECTOR = "198.19.0.7"        # voip-probe reflector (when available)
 ECHO = "198.19.0.8"             # lab echo host: STUN Binding answers + UDP echo, every port
 ECHO_PORTS = frozenset({443, 3478, 3479, 3480, 3481, 4244, 5242, 5243, 7985, 7987, 19302})
+DOH = "198.19.0.11"             # DNS over HTTPS from the truthful zone (the control resolver)
+DOH_HOST = "doh.lab.example"
+DOH_URL = f"https://{DOH_HOST}/dns-query"
 SPARE = "198.19.0.9"            # coturn's relay address
-INFRA_ADDRESSES = (RESOLVER, SERVFAIL_UPSTREAM, REFLECTOR, ECHO, SPARE)
+INFRA_ADDRESSES = (RESOLVER, SERVFAIL_UPSTREAM, REFLECTOR, ECHO, DOH, SPARE)
 
 BOGON_ANSWER = "10.10.34.35"    # classic injected bogon; unroutable inside the lab
 INJECTED_ANSWER = "198.18.200.200"  # in the lab, but nobody answers there

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import secrets
 import shutil
 import sys
@@ -51,7 +52,7 @@ def reflector_available() -> bool:
 
 class Lab:
     def __init__(self, targets: list[Path] | None = None, prefix: str | None = None,
-                 state_root: Path = STATE_ROOT) -> None:
+                 state_root: Path = STATE_ROOT, persistent: bool = False) -> None:
         self.prefix = prefix or new_prefix()
         if not self.prefix.replace("-", "").isalnum() or len(self.prefix) > 10:
             raise LabError(f"lab prefix {self.prefix!r}: use up to 10 letters/digits")
@@ -63,6 +64,9 @@ class Lab:
         self.reflector: str | None = None
         self._pids: dict[str, int] = {}
         self._injectors = 0
+        # A lab owned by a process (a test) is stale once that process is gone: see
+        # cleanup_stale(). `voip-probe lab up` makes persistent labs, removed by `lab down`.
+        self.owner: int | None = None if persistent else os.getpid()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -82,9 +86,10 @@ class Lab:
         self.down()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "logs").mkdir(exist_ok=True)
+        self._save()  # first thing: a lab killed half-built is still found and removed
         self.targets = make_lab_targets(self.sources, self.dir / "targets")
         topology.build(self.prefix, self.targets.plan.all_addresses())
-        pki = make_pki(self.dir / "pki", list(self.targets.plan.addresses))
+        pki = make_pki(self.dir / "pki", [*self.targets.plan.addresses, A.DOH_HOST])
         etc = NETNS_ETC / self.ns["client"]
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "resolv.conf").write_text(f"nameserver {A.RESOLVER}\noptions timeout:2 attempts:2\n")
@@ -93,6 +98,7 @@ class Lab:
             self.dns.add_a(host, address)
         self.dns.add_a("reflector.lab.example", A.REFLECTOR)
         self.dns.add_a("echo.lab.example", A.ECHO)
+        self.dns.add_a(A.DOH_HOST, A.DOH)
         self._start_servers(pki.server_cert, pki.server_key)
         self.reload_dns()
         self._start_coturn()
@@ -118,17 +124,20 @@ class Lab:
         state = json.loads(state_file.read_text())
         lab = cls(targets=[Path(p) for p in state["sources"]], prefix=prefix,
                   state_root=state_root)
-        lab.targets = make_lab_targets(lab.sources, lab.dir / "targets")
+        lab.owner = state.get("owner")
+        if (lab.dir / "targets").exists():
+            lab.targets = make_lab_targets(lab.sources, lab.dir / "targets")
         lab.dns = DnsZone(records=state["dns_records"], txt=state["dns_txt"])
         lab._pids = {k: int(v) for k, v in state["pids"].items()}
         lab.reflector = state["reflector"]
         return lab
 
     def _save(self) -> None:
-        state = {"prefix": self.prefix, "sources": [str(p) for p in self.sources],
+        state = {"prefix": self.prefix, "owner": self.owner,
+                 "sources": [str(p) for p in self.sources],
                  "namespaces": self.ns, "pids": self._pids, "reflector": self.reflector,
                  "dns_records": self.dns.records, "dns_txt": self.dns.txt,
-                 "ca_bundle": str(self.ca_bundle),
+                 "ca_bundle": str(self.ca_bundle), "doh_url": A.DOH_URL,
                  "targets": [str(p) for p in self.targets.files]}
         (self.dir / "state.json").write_text(json.dumps(state, indent=1))
 
@@ -142,6 +151,7 @@ class Lab:
     def target_files(self) -> list[Path]:
         return list(self.targets.files)
 
+    doh_url = A.DOH_URL
     censor_hop = A.CENSOR_HOP
     censor_address = A.CENSOR_DOWN
     client_address = A.CLIENT
@@ -198,6 +208,7 @@ class Lab:
         config = {"cert": str(cert), "key": str(key),
                   "tcp_ports": sorted(self.targets.tcp_ports | {80, 443}),
                   "servfail": A.SERVFAIL_UPSTREAM,
+                  "doh_zone": str(self.dir / "doh_zone.json"),
                   "udp_echo": self._udp_echo_sockets()}
         path = self.dir / "servers.json"
         path.write_text(json.dumps(config))
@@ -236,6 +247,7 @@ class Lab:
     # --- DNS -------------------------------------------------------------------------
 
     def reload_dns(self) -> None:
+        (self.dir / "doh_zone.json").write_text(json.dumps(self.dns.records))
         conf = self.dir / "dnsmasq.conf"
         conf.write_text(self.dns.dnsmasq_conf())
         self.spawn("inet", "dnsmasq", ["dnsmasq", "--keep-in-foreground",
@@ -348,10 +360,36 @@ class Lab:
         return found
 
 
+def owner_alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_stale(state_root: Path = STATE_ROOT) -> list[str]:
+    """Remove every lab whose owning process is gone (a test run killed mid-way); labs of
+    live processes and persistent labs (``lab up``) are left alone. Returns the prefixes."""
+    removed = []
+    for state_file in sorted(state_root.glob("*/state.json")):
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if owner_alive(state.get("owner")):
+            continue
+        Lab.attach(state_file.parent.name, state_root).down()
+        removed.append(state_file.parent.name)
+    return removed
+
+
 def require_root() -> str | None:
     """A one-line reason the lab cannot run here, or None."""
-    import os
-
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, nftables): run it with sudo"
     for tool in ("ip", "nft", "iptables", "dnsmasq", "turnserver", "openssl"):

@@ -112,6 +112,7 @@ def run_probe(lab: Lab, output: Path, network_type: str = "unknown",
              "--network-type", network_type]
     if lab.reflector:
         args += ["--reflector", lab.reflector]
+    args += ["--doh", lab.doh_url]
     if timeout_s is not None:
         args += ["--timeout", str(timeout_s)]
     args += extra or []

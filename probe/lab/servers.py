@@ -6,7 +6,9 @@
   TLS handshake with the lab certificate (any SNI) and then HTTP; one that starts with an
   HTTP method gets an HTTP answer; anything else is echoed (so a TCP connect, WhatsApp's
   own protocol on 443/5222, or Viber's ports all connect). ``GET /bytes/N`` returns N bytes,
-  for throughput tests.
+  for throughput tests. ``/dns-query`` is a DNS-over-HTTPS server (RFC 8484, GET and POST)
+  answering from the lab's truthful zone (``doh_zone``, re-read on each query): the
+  control resolver the probe's ``--doh`` can use; resolver-side censor rules never touch it.
 * each (port, address) in ``udp_echo``: a STUN Binding request gets a Binding success
   response, any other datagram is echoed (never more bytes than received). The lab's echo
   host (:data:`probe.lab.addresses.ECHO`) serves every UDP port of the targets this way, so
@@ -37,6 +39,7 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
     ssl_context: ssl.SSLContext
+    doh_zone: str
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -65,6 +68,35 @@ class _Handler(socketserver.BaseRequestHandler):
             conn.sendall(data)
             data = conn.recv(65536)
 
+    def _doh(self, conn: socket.socket, data: bytes, method: str, path: str) -> None:
+        import base64
+        from urllib.parse import parse_qs, urlsplit
+
+        head, _, body = data.partition(b"\r\n\r\n")
+        if method == "POST":
+            length = 0
+            for header in head.split(b"\r\n")[1:]:
+                key, _, value = header.partition(b":")
+                if key.strip().lower() == b"content-length":
+                    length = int(value.strip() or 0)
+            while len(body) < length:
+                more = conn.recv(65536)
+                if not more:
+                    break
+                body += more
+            wire = body[:length]
+        else:
+            param = parse_qs(urlsplit(path).query).get("dns", [""])[0]
+            wire = base64.urlsafe_b64decode(param + "=" * (-len(param) % 4))
+        try:
+            answer = doh_answer(wire, self.server.doh_zone)
+            status = "200 OK"
+        except Exception:  # a malformed query: say so, as a DoH server does
+            answer, status = b"", "400 Bad Request"
+        conn.sendall((f"HTTP/1.1 {status}\r\nContent-Type: application/dns-message\r\n"
+                      f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n").encode()
+                     + answer)
+
     def _http(self, conn: socket.socket, data: bytes) -> None:
         while b"\r\n\r\n" not in data and len(data) < 65536:
             more = conn.recv(65536)
@@ -73,6 +105,9 @@ class _Handler(socketserver.BaseRequestHandler):
             data += more
         line = data.split(b"\r\n", 1)[0].decode("latin-1", "replace").split()
         path = line[1] if len(line) > 1 else "/"
+        if path.startswith("/dns-query"):
+            self._doh(conn, data, line[0] if line else "GET", path)
+            return
         body = b"voip-probe lab\n"
         if path.startswith("/bytes/"):
             try:
@@ -82,6 +117,28 @@ class _Handler(socketserver.BaseRequestHandler):
         head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}"
                 "\r\nConnection: close\r\n\r\n").encode()
         conn.sendall(head + (b"" if line and line[0] == "HEAD" else body))
+
+
+def doh_answer(wire: bytes, zone_path: str) -> bytes:
+    """A DNS answer (RFC 8484 body) from the lab's truthful zone: A records, else NXDOMAIN."""
+    import dns.message
+    import dns.rcode
+    import dns.rrset
+
+    query = dns.message.from_wire(wire)
+    reply = dns.message.make_response(query)
+    try:
+        records: dict[str, list[str]] = json.loads(Path(zone_path).read_text())
+    except (OSError, ValueError):
+        records = {}
+    for question in query.question:
+        name = question.name.to_text().rstrip(".").lower()
+        if name not in records:
+            reply.set_rcode(dns.rcode.NXDOMAIN)
+        elif question.rdtype == 1:  # A
+            reply.answer.append(dns.rrset.from_text_list(question.name, 60, "IN", "A",
+                                                         records[name]))
+    return bytes(reply.to_wire())
 
 
 def stun_binding_answer(data: bytes, peer: tuple[str, int]) -> bytes | None:
@@ -126,6 +183,7 @@ def serve(config: dict[str, Any]) -> None:
     for port in config.get("tcp_ports", []):
         server = _TcpServer(("0.0.0.0", int(port)), _Handler)
         server.ssl_context = context
+        server.doh_zone = config.get("doh_zone", "")
         threads.append(threading.Thread(target=server.serve_forever, daemon=True))
     for port, address in config.get("udp_echo", []):
         threads.append(threading.Thread(target=_udp_echo, args=(address, int(port)),

@@ -4,6 +4,7 @@
   after failures), built from the shipped targets (``configs/targets/*.toml``) or, while
   none exist, from ``tests/lab/mini_targets.toml``. Override the targets for a module with
   ``pytestmark = pytest.mark.lab_targets(["path.toml", ...])``.
+  Labs left by a killed test run (their owner process is gone) are removed first.
 * ``lab``: the module's lab with no censor rule in place; every rule applied in the test
   is removed after it (``lab.clear_rules()``).
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.lab.lab import REPO_ROOT, Lab, shipped_targets
+from probe.lab.lab import REPO_ROOT, Lab, cleanup_stale, shipped_targets
 
 MINI_TARGETS = REPO_ROOT / "tests" / "lab" / "mini_targets.toml"
 
@@ -30,6 +31,7 @@ def default_targets() -> list[Path]:
 def lab_module(request: pytest.FixtureRequest) -> Iterator[Lab]:
     marker = request.node.get_closest_marker("lab_targets")
     targets = [Path(p) for p in marker.args[0]] if marker else default_targets()
+    cleanup_stale()  # labs of earlier test runs that were killed before their teardown
     with Lab(targets=targets) as lab:
         yield lab
 

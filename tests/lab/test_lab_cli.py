@@ -61,7 +61,7 @@ def test_up_then_down_from_another_process() -> None:
         assert Path(facts["ca_bundle"]).exists()
         assert facts["client_namespace"] in list_namespaces()
         listed = voip_probe("lab", "list", "--json")
-        assert prefix in json.loads(listed.stdout)
+        assert {"prefix": prefix, "owner": None, "stale": False} in json.loads(listed.stdout)
     finally:
         down = voip_probe("lab", "down", prefix)
     assert down.returncode == 0, down.stderr

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from probe.lab import addresses as A
-from probe.lab.lab import Lab
+from probe.lab.lab import Lab, cleanup_stale
 from probe.lab.labtargets import LabTargetsError
 from probe.lab.netns import list_namespaces, sh
 
@@ -151,3 +152,47 @@ def test_tls_servers_use_the_lab_ca(lab: Lab) -> None:
     if Path(system_ca).exists():
         bad = lab.check("tls", host, lab.address_of(host), 443, system_ca)
         assert bad["result"] == "ssl_unknown_authority"
+
+
+def test_lab_of_a_killed_process_is_removed_by_cleanup_stale() -> None:
+    code = ("import os, signal, sys; from pathlib import Path; from probe.lab.lab import Lab; "
+            f"lab = Lab(targets=[Path({str(MINI)!r})]).up(); print(lab.prefix, flush=True); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    prefix = res.stdout.strip()
+    assert res.returncode == -9 and prefix, res.stderr
+    lab = Lab.attach(prefix)
+    pids = list(lab._pids.values())
+    assert len(pids) >= 3 and all(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert lab.leftovers()  # its servers outlived it: this is what cleanup_stale is for
+    assert prefix in cleanup_stale()
+    _assert_gone(lab, pids)
+
+
+def test_cleanup_stale_leaves_live_and_persistent_labs_alone() -> None:
+    with Lab(targets=[MINI]) as mine:
+        persistent = Lab(targets=[MINI], persistent=True).up()
+        try:
+            removed = cleanup_stale()
+            assert mine.prefix not in removed and persistent.prefix not in removed
+            assert mine.check("tcp", mine.address_of("e1.whatsapp.net"), 443)["result"] == "ok"
+            assert persistent.leftovers()
+        finally:
+            persistent.down()
+
+
+def test_doh_control_resolver_answers_the_truthful_zone(lab: Lab) -> None:
+    lab.apply("dns_nxdomain", hosts=["e1.whatsapp.net"])
+    assert lab.check("resolve", "e1.whatsapp.net")["result"] == "dns_nxdomain_error"
+    code = ("import base64, json, ssl, sys, urllib.request, dns.message; "
+            "q = dns.message.make_query(sys.argv[1], 'A'); "
+            "ctx = ssl.create_default_context(cafile=sys.argv[3]); "
+            "req = urllib.request.Request(sys.argv[2], data=q.to_wire(), "
+            "headers={'Content-Type': 'application/dns-message'}); "
+            "body = urllib.request.urlopen(req, context=ctx, timeout=5).read(); "
+            "r = dns.message.from_wire(body); "
+            "print(json.dumps([rr.address for rrset in r.answer for rr in rrset]))")
+    out = lab.exec("client", [sys.executable, "-c", code, "e1.whatsapp.net", lab.doh_url,
+                              str(lab.ca_bundle)])
+    assert json.loads(out.stdout) == [lab.address_of("e1.whatsapp.net")]
