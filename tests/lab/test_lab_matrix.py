@@ -3,8 +3,10 @@ inside the lab's client namespace) and every expected verdict must be reached.
 
 A scenario runs when the probe has what its verdicts need: each entry of its
 ``requires`` is a check name registered in ``probe.checks.CHECK_MODULES`` or an
-importable module (e.g. ``probe.reflector``). To enable a scenario once your check
-exists, make its ``requires`` name it; until then it is skipped with the reason.
+importable module (e.g. ``probe.reflector``). A scenario whose checks do not exist yet is
+not run here (a lab test must never skip under CI) but named in :data:`PENDING`, which
+``tests/test_scenarios_pending.py`` checks, so it cannot be forgotten: once its check
+lands, remove it from PENDING and it runs.
 """
 
 from __future__ import annotations
@@ -45,11 +47,15 @@ def missing_requirements(scenario: Scenario) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+# Scenarios waiting for checks of issue 5 (DNS tampering detection, the tls check).
+PENDING = {"dns-bogon", "dns-injection", "sni-filter"}
+RUNNABLE = [s for s in SCENARIOS if s.name not in PENDING]
+
+
+@pytest.mark.parametrize("scenario", RUNNABLE, ids=lambda s: s.name)
 def test_scenario_verdicts(lab: Lab, scenario: Scenario, tmp_path: Path) -> None:
     missing = missing_requirements(scenario)
-    if missing:
-        pytest.skip(f"the probe lacks {', '.join(missing)}")
+    assert not missing, f"the probe lacks {', '.join(missing)}"
     timeout = None if scenario.name in LOSSY else CHECK_TIMEOUT_S
     outcome = play(lab, scenario, tmp_path, timeout_s=timeout)
     assert outcome.run.summary is not None, outcome.run.stderr[-3000:]
@@ -62,8 +68,7 @@ def test_scenario_verdicts(lab: Lab, scenario: Scenario, tmp_path: Path) -> None
 def test_lossy_clean_ten_runs_never_blocked(lab: Lab, tmp_path: Path) -> None:
     scenario = next(s for s in SCENARIOS if s.name == "lossy-clean")
     missing = missing_requirements(scenario)
-    if missing:
-        pytest.skip(f"the probe lacks {', '.join(missing)}")
+    assert not missing, f"the probe lacks {', '.join(missing)}"
     apply_scenario(lab, scenario)
     blocked = []
     for index in range(10):
