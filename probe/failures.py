@@ -35,6 +35,7 @@ SSL_INVALID_CERTIFICATE = "ssl_invalid_certificate"
 SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
 QUIC_INCOMPATIBLE_VERSION = "quic_incompatible_version"
 HTTP_REQUEST_FAILED = "http_request_failed"
+HTTP_UNEXPECTED_STATUS = "http_unexpected_status_code"
 INTERRUPTED = "interrupted"
 UNKNOWN = "unknown_failure"
 

@@ -6,6 +6,10 @@ real network (:class:`RealNetwork`, asyncio sockets) and against fakes in unit t
 ``TimeoutError``, ``ssl.SSLError``); checks turn them into failure strings with
 :func:`probe.failures.classify`.
 
+HTTP (the ``https`` check, the DNS-over-HTTPS control) goes through
+:meth:`Network.http_client`, an ``httpx.AsyncClient``: httpx opens its own sockets, so the
+seam hands out the client (tests get one on an ``httpx.MockTransport``).
+
 UDP flows are *connected* sockets: the kernel then reports an ICMP port-unreachable as
 ``ConnectionRefusedError`` on the flow, which lets checks tell "no answer" from "ICMP
 error".
@@ -18,7 +22,10 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class TcpStream(Protocol):
@@ -64,6 +71,12 @@ class Network(Protocol):
                             alpn: Sequence[str] = ()) -> TlsInfo: ...
 
     async def udp_open(self, ip: str, port: int) -> UdpFlow: ...
+
+    def http_client(self, timeout_s: float, ca_bundle: str | None = None,
+                    verify: bool = True) -> httpx.AsyncClient:
+        """A fresh HTTP client (use ``async with``): no redirects followed, no proxy from
+        the environment, certificates verified against the system roots + ``ca_bundle``."""
+        ...
 
 
 # --- the real network ----------------------------------------------------------------
@@ -172,6 +185,15 @@ class RealNetwork:
             _UdpProtocol, remote_addr=(ip, port), family=family
         )
         return _AsyncioUdpFlow(transport, proto)
+
+
+    def http_client(self, timeout_s: float, ca_bundle: str | None = None,
+                    verify: bool = True) -> httpx.AsyncClient:
+        import httpx
+
+        return httpx.AsyncClient(verify=make_ssl_context(ca_bundle, verify),
+                                 timeout=max(timeout_s, 0.01), follow_redirects=False,
+                                 trust_env=False)
 
 
 def make_ssl_context(ca_bundle: str | None, verify: bool = True) -> ssl.SSLContext:

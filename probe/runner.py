@@ -8,7 +8,9 @@ of the checks. Each finished check is handed to ``emit`` at once (the results wr
 so a run cut short keeps everything measured so far.
 
 DNS: each service gets one ``dns`` measurement per host it uses (function ``dns``); the
-lookup itself is shared by every check of the pass (:class:`~probe.checks.dns.HostResolver`).
+lookup itself is shared by every check of the pass (:class:`~probe.checks.dns.HostResolver`),
+which knows each host's expected networks (the union over the plan, so that an answer
+there is never taken for a bogon).
 The confirmation pass reuses the main pass's successful lookups and repeats failed ones.
 """
 
@@ -107,6 +109,18 @@ def plan_units(plan: Plan) -> list[Endpoint]:
     return [*dns_units(plan), *plan.endpoints]
 
 
+def host_networks(units: Sequence[Endpoint]) -> dict[str, tuple[str, ...]]:
+    """host -> the union of ``expected_networks`` of every endpoint that uses it."""
+    found: dict[str, list[str]] = {}
+    for ep in units:
+        host = ep.target_host
+        if host is None:
+            continue
+        nets = found.setdefault(host.lower().rstrip("."), [])
+        nets.extend(n for n in ep.expected_networks if n not in nets)
+    return {h: tuple(n) for h, n in found.items() if n}
+
+
 def is_failure(record: Record) -> bool:
     tk = record.get("test_keys") or {}
     failure = tk.get("failure")
@@ -117,15 +131,17 @@ async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit
                    progress: ProgressFn | None = None) -> list[Record]:
     """Run the main pass and the confirmation pass; return every record emitted."""
     units = plan_units(plan)
+    expected = host_networks(units)
     records: list[Record] = []
-    main, resolver = await _run_pass(units, "main", cfg, net, info, emit, progress, None)
+    main, resolver = await _run_pass(units, "main", cfg, net, info, emit, progress, None,
+                                     expected)
     records.extend(main)
     if cfg.confirm_failures:
         retry = [r["_unit"] for r in main if is_failure(r)]
         if retry:
             seed = {h: res for h, res in resolver.results().items() if res.failure is None}
             confirm, _ = await _run_pass(retry, "confirmation", cfg, net, info, emit,
-                                         progress, seed)
+                                         progress, seed, expected)
             records.extend(confirm)
     for r in records:
         r.pop("_unit", None)
@@ -134,9 +150,11 @@ async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit
 
 async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, net: Network,
                     info: RunInfo, emit: Emit, progress: ProgressFn | None,
-                    seed: dict[str, DnsResult] | None) -> tuple[list[Record], HostResolver]:
+                    seed: dict[str, DnsResult] | None,
+                    expected: dict[str, tuple[str, ...]] | None = None,
+                    ) -> tuple[list[Record], HostResolver]:
     loop = asyncio.get_running_loop()
-    resolver = HostResolver(net, cfg, seed)
+    resolver = HostResolver(net, cfg, seed, expected)
     limit = asyncio.Semaphore(max(1, cfg.concurrency))
     out: list[Record] = []
     if progress:

@@ -1,7 +1,8 @@
 """A tiny DNS server on loopback for tests (dnspython's test-nameserver idea).
 
 ``handle(request)`` returns a ``dns.message.Message`` (the reply), raw ``bytes`` (sent as
-they are: garbage, truncated), or ``None`` (stay silent). Runs in a thread so that it
+they are: garbage, truncated), ``None`` (stay silent), or a list of those, sent in order
+(an injected reply followed by the real one). Runs in a thread so that it
 also serves a probe started as a subprocess.
 """
 
@@ -17,7 +18,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-Handler = Callable[[dns.message.Message], "dns.message.Message | bytes | None"]
+Reply = "dns.message.Message | bytes | None"
+Handler = Callable[[dns.message.Message], "Reply | list[Reply]"]
 
 
 class LoopbackDnsServer:
@@ -56,14 +58,15 @@ class LoopbackDnsServer:
                 continue
             q = request.question[0]
             self.queries.append((str(q.name).rstrip("."), dns.rdatatype.to_text(q.rdtype)))
-            reply = self.handle(request)
-            if reply is None:
-                continue
-            wire = reply if isinstance(reply, bytes) else reply.to_wire()
-            try:
-                self.sock.sendto(wire, peer)
-            except OSError:
-                pass
+            replies = self.handle(request)
+            for reply in replies if isinstance(replies, list) else [replies]:
+                if reply is None:
+                    continue
+                wire = reply if isinstance(reply, bytes) else reply.to_wire()
+                try:
+                    self.sock.sendto(wire, peer)
+                except OSError:
+                    pass
 
 
 def zone_handler(zone: dict[str, list[str]], rules: dict[str, str] | None = None) -> Handler:

@@ -67,6 +67,8 @@ def loopback_world(tmp_path: Path):
     s.close()
     zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
     targets = tmp_path / "world.toml"
+    # The world lives on loopback, a bogon: it says so, or every answer would be one.
+    loopback = 'expected_networks = ["127.0.0.0/8"]'
     targets.write_text(f"""
 [[services]]
 id = "controls"
@@ -75,6 +77,7 @@ function = "control"
 check = "tcp"
 hosts = ["ctl.test"]
 ports = [{open_port}]
+{loopback}
 
 [[services]]
 id = "chatty"
@@ -84,11 +87,13 @@ function = "messaging"
 check = "tcp"
 hosts = ["chat.test"]
 ports = [{open_port}]
+{loopback}
 [[services.endpoints]]
 function = "calls"
 check = "tcp"
 hosts = ["relay.test"]
 ports = [{closed_port}]
+{loopback}
 """)
     with LoopbackDnsServer(zone_handler(zone)) as dns:
         yield targets, dns

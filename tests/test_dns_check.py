@@ -13,15 +13,21 @@ from probe.checks import dns as dns_check
 from probe.checks.dns import HostResolver, parse_resolver
 from probe.model import Endpoint, RunConfig
 from probe.net import RealNetwork
-from probe.testing import FakeNetwork
+from probe.testing import FAKE_NETWORKS, FakeNetwork
 from tests.dnsserver import LoopbackDnsServer, zone_handler
 
+# The test worlds (the fake one and loopback) live in bogon space; their hosts expect it.
+TEST_WORLD = (*FAKE_NETWORKS, "127.0.0.0/8", "::1/128")
 
-async def resolve(net, host: str, cfg: RunConfig | None = None, budget: float = 2.0):
+
+async def resolve(net, host: str, cfg: RunConfig | None = None, budget: float = 2.0,
+                  expected: tuple[str, ...] = TEST_WORLD):
     cfg = cfg or RunConfig(timeout_s=budget)
     loop = asyncio.get_running_loop()
-    ep = Endpoint(service="s", function="dns", check="dns", host=host)
-    ctx = CheckContext(cfg=cfg, net=net, resolver=HostResolver(net, cfg),
+    ep = Endpoint(service="s", function="dns", check="dns", host=host,
+                  expected_networks=expected)
+    ctx = CheckContext(cfg=cfg, net=net, resolver=HostResolver(net, cfg,
+                                                               expected={host: expected}),
                        deadline=loop.time() + budget)
     return await dns_check.run(ep, ctx)
 

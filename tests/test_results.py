@@ -66,7 +66,8 @@ def test_sigkill_mid_run_keeps_every_completed_measurement(tmp_path: Path) -> No
     targets = tmp_path / "t.toml"
     hosts = ", ".join(f'"{h}"' for h in [*fast, "slow.test"])
     targets.write_text(f'[service]\nid = "t"\n[[endpoints]]\nfunction = "messaging"\n'
-                       f'check = "tcp"\nhosts = [{hosts}]\nports = [{port}]\n')
+                       f'check = "tcp"\nhosts = [{hosts}]\nports = [{port}]\n'
+                       'expected_networks = ["127.0.0.0/8"]\n')  # loopback, a bogon
     out = tmp_path / "results"
     with LoopbackDnsServer(zone_handler(zone, {"slow.test": "silent"})) as dns:
         proc = subprocess.Popen(

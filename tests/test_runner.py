@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from probe.model import Endpoint, Plan, RunConfig, Service
 from probe.runner import RunInfo, run_plan
-from probe.testing import FakeNetwork
+from probe.testing import FAKE_NETWORKS, FakeNetwork
 
 
 def plan_of(*endpoints: Endpoint) -> Plan:
@@ -18,7 +18,8 @@ def plan_of(*endpoints: Endpoint) -> Plan:
 
 
 def ep(service: str, host: str, port: int = 443, function: str = "messaging") -> Endpoint:
-    return Endpoint(service=service, function=function, check="tcp", host=host, port=port)
+    return Endpoint(service=service, function=function, check="tcp", host=host, port=port,
+                    expected_networks=FAKE_NETWORKS)
 
 
 INFO = RunInfo(report_id="r1", start=datetime(2016, 1, 7, tzinfo=UTC), probe_asn="AS36903",

@@ -13,13 +13,15 @@ from probe.checks import tcp as tcp_check
 from probe.checks.dns import HostResolver
 from probe.model import Endpoint, RunConfig
 from probe.net import RealNetwork
-from probe.testing import FakeNetwork
+from probe.testing import FAKE_NETWORKS, FakeNetwork
 
 
 async def run_tcp(net, host: str, port: int, budget: float = 1.0) -> dict:
     cfg = RunConfig(timeout_s=budget)
-    ep = Endpoint(service="s", function="messaging", check="tcp", host=host, port=port)
-    ctx = CheckContext(cfg=cfg, net=net, resolver=HostResolver(net, cfg),
+    ep = Endpoint(service="s", function="messaging", check="tcp", host=host, port=port,
+                  expected_networks=FAKE_NETWORKS)
+    resolver = HostResolver(net, cfg, expected={host: FAKE_NETWORKS})
+    ctx = CheckContext(cfg=cfg, net=net, resolver=resolver,
                        deadline=asyncio.get_running_loop().time() + budget)
     return await tcp_check.run(ep, ctx)
 

@@ -6,7 +6,17 @@ are built with dnspython and sent through the network seam, so that NXDOMAIN, SE
 REFUSED, silence, malformed replies and ICMP errors are told apart (getaddrinfo would
 fold them together). Retransmission: the same query again after 1 s, 2 s, 4 s ... within
 the budget; a reply with the wrong ID or question is ignored (recorded) and the check
-keeps waiting. A truncated reply is retried over TCP.
+keeps waiting. A truncated reply is retried over TCP. After the first valid reply the
+check keeps listening a little longer (Hold-On): an on-path injector cannot suppress the
+real answer, so a second, *different* reply to a query sent once is injection
+(``dns_injected_reply``).
+
+Tampering (:mod:`probe.checks.dns_tampering`): a lookup whose answers are bogons (outside
+the host's ``expected_networks``) fails with ``dns_bogon_error``, which every check using
+the host sees. The ``dns`` measurement adds an injection probe (a query to an address that
+runs no DNS server) and, with ``--doh``, the control resolver's answers; answers outside
+the expected networks that the control contradicts fail with ``dns_unexpected_network``.
+Precedence: injection, then bogon, then the resolver's own failure.
 
 :class:`HostResolver` shares one lookup per host between all checks of a pass; every
 lookup becomes a ``dns`` measurement (function ``dns``) for each service using the host.
@@ -18,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +42,12 @@ if TYPE_CHECKING:
 
 NAME = "dns"
 FIRST_RTO_S = 1.0
+# Listening for late duplicates after the first reply: 4x its round trip, within bounds
+# (and at most a tenth of the budget left).
+DUPLICATE_MIN_S = 0.3
+DUPLICATE_MAX_S = 1.0
+DUPLICATE_RTT_FACTOR = 4.0
+DUPLICATE_BUDGET_SHARE = 0.1
 
 _RCODE_FAILURE = {
     "NXDOMAIN": failures.DNS_NXDOMAIN,
@@ -45,6 +62,9 @@ _METHODS = {
     failures.GENERIC_TIMEOUT: "dns_timeout",
     failures.DNS_BOGON: "dns_bogon",
     failures.DNS_INJECTED: "dns_injection",
+    # A forged (non-bogon) answer the control resolver contradicts. The vocabulary has no
+    # separate method for a lying resolver; like injection, the answer was forged.
+    failures.DNS_UNEXPECTED_NETWORK: "dns_injection",
 }
 
 
@@ -63,11 +83,43 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
+    from probe.checks import dns_tampering as T
+
     host = endpoint.target_host
     if host is None:
         raise ValueError(f"{endpoint.source}: dns endpoint without a host")
     result = await ctx.resolver.resolve(host, ctx.deadline)
-    return dict(result.test_keys)
+    keys = dict(result.test_keys)
+    if keys.get("literal"):
+        return keys
+    expected = ctx.resolver.expected_for(host, endpoint.expected_networks)
+    target = T.probe_target(result.addresses, expected)
+    probe_task = ctx.resolver.injection(host, target, ctx.deadline) if target else None
+    control_task = ctx.resolver.control(host, ctx.deadline) if ctx.cfg.doh_url else None
+    probe = await probe_task if probe_task else None
+    control = await control_task if control_task else None
+    keys["expected_networks"] = list(expected)
+    keys["injection_probe"] = probe if probe is not None else {
+        "target": None, "injected": False,
+        "skipped": "no resolved address that is not a bogon"}
+    keys["control"] = control
+    suspicious = T.outside_expected(result.addresses, expected)
+    keys["suspicious_answers"] = suspicious
+    tampering: list[str] = list(dns_methods(keys["failure"])) \
+        if keys["failure"] in (failures.DNS_INJECTED, failures.DNS_BOGON) else []
+    if probe is not None and probe["injected"]:
+        tampering.append("dns_injection")
+        if keys["failure"] is None:
+            keys["failure"] = failures.DNS_INJECTED
+    if suspicious and control is not None and control["failure"] is None:
+        disagrees = T.control_disagrees(result.addresses, control["addresses"], expected)
+        keys["control_disagrees"] = disagrees
+        if disagrees:
+            tampering.append("dns_injection")
+            if keys["failure"] is None:
+                keys["failure"] = failures.DNS_UNEXPECTED_NETWORK
+    keys["tampering"] = sorted(set(tampering))
+    return keys
 
 
 @dataclass(slots=True)
@@ -98,12 +150,43 @@ class HostResolver:
     """Resolves each host once per pass; concurrent callers share the lookup."""
 
     def __init__(self, net: Network, cfg: RunConfig,
-                 seed: dict[str, DnsResult] | None = None) -> None:
+                 seed: dict[str, DnsResult] | None = None,
+                 expected: Mapping[str, Sequence[str]] | None = None) -> None:
         self._net = net
         self._cfg = cfg
         self._tasks: dict[str, asyncio.Task[DnsResult]] = {}
+        self._probes: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._controls: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._seed = dict(seed or {})
+        # host -> networks its answers are expected in (the union over the plan)
+        self._expected = {h.lower().rstrip("."): tuple(n) for h, n in (expected or {}).items()}
         self.started: list[str] = []  # hosts looked up in this pass (not seeded)
+
+    def expected_for(self, host: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
+        nets = list(self._expected.get(host.lower().rstrip("."), ()))
+        return tuple(nets + [n for n in extra if n not in nets])
+
+    def injection(self, host: str, target: str, deadline: float
+                  ) -> asyncio.Future[dict[str, Any]]:
+        """The injection probe for ``host`` (to ``target``), run once per pass."""
+        from probe.checks.dns_tampering import injection_probe
+
+        if host not in self._probes:
+            self._probes[host] = asyncio.ensure_future(
+                injection_probe(self._net, target, host, deadline))
+        return asyncio.shield(self._probes[host])
+
+    def control(self, host: str, deadline: float) -> asyncio.Future[dict[str, Any]]:
+        """The control resolver's (``--doh``) answers for ``host``, once per pass."""
+        from probe.checks.dns_tampering import control_lookup
+
+        url = self._cfg.doh_url
+        if url is None:
+            raise ValueError("no control resolver configured (--doh)")
+        if host not in self._controls:
+            self._controls[host] = asyncio.ensure_future(
+                control_lookup(self._net, url, host, deadline, self._cfg.ca_bundle))
+        return asyncio.shield(self._controls[host])
 
     def server(self) -> tuple[str, int] | None:
         if self._cfg.resolver:
@@ -157,7 +240,20 @@ class HostResolver:
             "queries": [a, aaaa],
             "addresses": addresses,
         }
-        return DnsResult(addresses, failure, keys)
+        if failures.DNS_INJECTED in (a["failure"], aaaa["failure"]):
+            keys["failure"] = failures.DNS_INJECTED
+        else:
+            from probe.checks.dns_tampering import is_bogon
+
+            expected = self.expected_for(host)
+            bogons = [x for x in addresses if is_bogon(x, expected)]
+            if bogons:
+                keys["failure"] = failures.DNS_BOGON
+                keys["bogon_answers"] = bogons
+        if keys["failure"] is not None:
+            keys["answered_addresses"] = addresses
+            keys["addresses"] = []
+        return DnsResult(list(keys["addresses"]), keys["failure"], keys)
 
 
 def _overall_failure(a: str | None, aaaa: str | None) -> str:
@@ -182,7 +278,7 @@ async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str
         "query_type": rdtype, "hostname": qname, "engine": "udp",
         "resolver_address": f"{server_ip}:{port}", "transaction_id": q.id,
         "answers": [], "addresses": [], "rcode": None, "failure": None,
-        "attempts": 0, "ignored_replies": [], "t0": 0.0, "t": 0.0,
+        "attempts": 0, "ignored_replies": [], "late_replies": [], "t0": 0.0, "t": 0.0,
     }
     try:
         reply = await _udp_exchange(net, server_ip, port, q, wire, deadline, record)
@@ -199,34 +295,61 @@ async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str
         ignored = record["ignored_replies"]
         record["failure"] = ignored[-1]["reason"] if ignored else failures.GENERIC_TIMEOUT
         return record
-    _fill_answers(record, reply, rdtype)
+    fill_answers(record, reply, rdtype)
+    _judge_duplicates(record)
     return record
+
+
+def _reply_summary(reply: Any, rdtype: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"answers": [], "addresses": [], "rcode": None, "failure": None}
+    fill_answers(entry, reply, rdtype)
+    return {"rcode": entry["rcode"], "addresses": sorted(entry["addresses"])}
+
+
+def _judge_duplicates(record: dict[str, Any]) -> None:
+    """Differing replies to a query sent once: one of them was injected."""
+    first = {"rcode": record["rcode"], "addresses": sorted(record["addresses"])}
+    differing = [r for r in record["late_replies"]
+                 if (r["rcode"], r["addresses"]) != (first["rcode"], first["addresses"])]
+    if differing and record["attempts"] == 1:
+        record["injected_first"] = first
+        record["failure"] = failures.DNS_INJECTED
 
 
 async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
                         deadline: float, record: dict[str, Any]) -> Any:
     import dns.exception
+    import dns.flags
     import dns.message
+    import dns.rdatatype
 
     loop = asyncio.get_running_loop()
+    t0 = loop.time()
     flow = await net.udp_open(ip, port)
+    first: Any = None
+    listen_until = deadline
     try:
         rto = FIRST_RTO_S
         next_send = loop.time()
         while True:
             now = loop.time()
-            if now >= deadline:
-                return None
-            if now >= next_send:
+            if now >= listen_until:
+                return first
+            if first is None and now >= next_send:
                 await flow.send(wire)
                 record["attempts"] += 1
                 next_send = now + rto
                 rto *= 2
-            wait = min(next_send, deadline) - loop.time()
+            wait = (listen_until if first is not None else min(next_send, deadline)) \
+                - loop.time()
             try:
                 data = await flow.recv(max(wait, 0.0))
             except TimeoutError:
                 continue
+            except OSError:
+                if first is not None:  # an ICMP error after the answer changes nothing
+                    return first
+                raise
             try:
                 reply = dns.message.from_wire(data)
             except dns.exception.DNSException as exc:
@@ -238,7 +361,19 @@ async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
                 record["ignored_replies"].append(
                     {"reason": failures.DNS_WRONG_QUERY_ID, "num_bytes": len(data)})
                 continue
-            return reply
+            if first is not None:
+                record["late_replies"].append(
+                    {**_reply_summary(reply, dns.rdatatype.to_text(q.question[0].rdtype)),
+                     "t": round(loop.time() - t0, 4)})
+                continue
+            first = reply
+            if reply.flags & dns.flags.TC:
+                return first
+            now = loop.time()
+            # Never more than a tenth of what is left: every check using the host waits.
+            window = min(max(DUPLICATE_MIN_S, DUPLICATE_RTT_FACTOR * (now - t0)),
+                         DUPLICATE_MAX_S, DUPLICATE_BUDGET_SHARE * (deadline - now))
+            listen_until = min(now + window, deadline)
     finally:
         flow.close()
 
@@ -267,7 +402,7 @@ async def _tcp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
         await stream.close()
 
 
-def _fill_answers(record: dict[str, Any], reply: Any, rdtype: str) -> None:
+def fill_answers(record: dict[str, Any], reply: Any, rdtype: str) -> None:
     import dns.rcode
     import dns.rdatatype
 
