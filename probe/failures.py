@@ -142,11 +142,15 @@ def _classify_httpx(exc: BaseException) -> str | None:
         return None
     if not isinstance(exc, httpx.HTTPError):
         return None
+    # httpx wraps httpcore's exception, which wraps the socket's or ssl's: walk the chain.
     cause = exc.__cause__ or exc.__context__
-    if cause is not None and cause is not exc:
+    for _ in range(6):
+        if cause is None or cause is exc:
+            break
         inner = classify(cause)
         if not inner.startswith(UNKNOWN):
             return inner
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.TimeoutException):
         return GENERIC_TIMEOUT
     if isinstance(exc, httpx.ConnectError):

@@ -66,6 +66,14 @@ class CheckSpec:
 CHECK_SPECS: dict[str, CheckSpec] = {
     "dns": CheckSpec(ports="forbidden", doc="resolve the hosts (A and AAAA) and nothing else"),
     "tcp": CheckSpec(doc="TCP connect to every resolved address"),
+    # Signalling depth (probe/checks/{tls,https}.py).
+    "tls": CheckSpec(options={"sni": _is_hostname_value, "decoy_sni": _is_hostname_value},
+                     doc="TLS handshakes with the real SNI and a decoy SNI (decoy_sni, "
+                         "default example.com) to the same address: tls_sni when only the "
+                         "real one fails"),
+    "https": CheckSpec(hosts="forbidden", ports="forbidden", urls="required",
+                       doc="GET each URL (status recorded, never judged); a failure is "
+                           "placed at its layer: dns, tcp, tls (real vs decoy SNI) or http"),
     # Call path (probe/checks/{stun,turn,udp,differential,stream,quic}.py).
     "stun": CheckSpec(doc="STUN Binding request (RFC 8489) with retransmission; a same-port "
                           "reflector control tells how a silent server is blocked"),

@@ -35,6 +35,8 @@ TestKeys = dict[str, Any]
 CHECK_MODULES: dict[str, str] = {
     "dns": "probe.checks.dns",
     "tcp": "probe.checks.tcp",
+    "tls": "probe.checks.tls",
+    "https": "probe.checks.https",
     "stun": "probe.checks.stun",
     "turn": "probe.checks.turn",
     "udp": "probe.checks.udp",

@@ -28,14 +28,19 @@ _METHODS = {
 }
 
 
+def connect_methods(failure: str | None) -> list[str]:
+    """Methods for a failed TCP connect; shared with checks that connect first."""
+    method = _METHODS.get(failure or "")
+    return [method] if method else []
+
+
 def methods(test_keys: TestKeys) -> list[str]:
     failure = test_keys.get("failure")
     if failure is None:
         return []
     if test_keys.get("failed_operation") == "resolve":
         return dns_methods(failure)
-    method = _METHODS.get(failure)
-    return [method] if method else []
+    return connect_methods(failure)
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:

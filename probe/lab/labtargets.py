@@ -2,7 +2,7 @@
 
 Each host name of the targets files gets one lab address (:class:`HostPlan`); the lab
 resolver answers the real name with it. A copy differs from its original only in
-``expected_networks``, rewritten to the lab /24s of the endpoint's hosts, so the probe runs
+``expected_networks``, set to the lab /24s of the endpoint's hosts, so the probe runs
 the real endpoint lists. The copy also tells the fake internet which ports to serve:
 TCP for ``tcp``/``tls``/``https``, coturn for ``stun``/``turn``, UDP echo for ``udp`` and
 anything else that is not TCP.
@@ -81,8 +81,9 @@ def _rewrite_endpoint(endpoint: dict[str, Any], service: str, lab: LabTargets) -
             lab.stun_ports.add(int(port))
         else:
             lab.udp_ports.add(int(port))
-    if "expected_networks" in endpoint:
-        endpoint["expected_networks"] = sorted(nets)
+    # Always set, added where the original has none: the lab lives in 198.18.0.0/15, a bogon
+    # range, and the probe takes answers there for bogons unless the target expects them.
+    endpoint["expected_networks"] = sorted(nets)
     lab.endpoints.append({"service": service, **endpoint})
 
 

@@ -1,0 +1,198 @@
+"""The tls and https checks: each failure through fakes, and for real against a TLS server
+on loopback with a throwaway CA (tests/tlsserver.py), which can also filter an SNI."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from probe import failures
+from probe.checks import CheckContext
+from probe.checks import https as https_check
+from probe.checks import tls as tls_check
+from probe.checks.dns import DnsResult, HostResolver
+from probe.model import Endpoint, RunConfig
+from probe.net import RealNetwork
+from probe.testing import FAKE_NETWORKS, FakeNetwork
+from tests.tlsserver import LoopbackTlsServer
+
+
+def seeded(host: str, address: str = "127.0.0.1") -> dict[str, DnsResult]:
+    return {host: DnsResult([address], None, {"failure": None, "addresses": [address]})}
+
+
+async def run_tls(net, host: str, port: int = 443, cfg: RunConfig | None = None,
+                  seed: dict[str, DnsResult] | None = None, budget: float = 2.0,
+                  **options: str) -> dict:
+    cfg = cfg or RunConfig(timeout_s=budget)
+    ep = Endpoint(service="s", function="web", check="tls", host=host, port=port,
+                  expected_networks=FAKE_NETWORKS, options=options)
+    ctx = CheckContext(cfg=cfg, net=net,
+                       resolver=HostResolver(net, cfg, seed, {host: FAKE_NETWORKS}),
+                       deadline=asyncio.get_running_loop().time() + budget)
+    return await tls_check.run(ep, ctx)
+
+
+async def run_https(net, url: str, cfg: RunConfig | None = None,
+                    seed: dict[str, DnsResult] | None = None, budget: float = 2.0) -> dict:
+    cfg = cfg or RunConfig(timeout_s=budget)
+    ep = Endpoint(service="s", function="registration", check="https", url=url,
+                  expected_networks=FAKE_NETWORKS)
+    host = ep.target_host or ""
+    ctx = CheckContext(cfg=cfg, net=net,
+                       resolver=HostResolver(net, cfg, seed, {host: FAKE_NETWORKS}),
+                       deadline=asyncio.get_running_loop().time() + budget)
+    return await https_check.run(ep, ctx)
+
+
+# --- tls through fakes ----------------------------------------------------------------
+
+WORLD = {"chat.test": ["198.18.1.1"]}
+
+
+async def test_fake_tls_ok_and_decoy_completes() -> None:
+    net = FakeNetwork(names=WORLD)
+    keys = await run_tls(net, "chat.test")
+    assert keys["failure"] is None and tls_check.methods(keys) == []
+    roles = {h["role"]: h for h in keys["tls_handshakes"]}
+    assert roles["target"]["failure"] is None and roles["target"]["sni"] == "chat.test"
+    # The decoy name is not on the certificate: that still is a completed handshake.
+    assert roles["decoy"]["failure"] == failures.SSL_INVALID_HOSTNAME
+    assert roles["decoy"]["sni"] == tls_check.DEFAULT_DECOY_SNI
+
+
+@pytest.mark.parametrize("rule", ["reset", "timeout"])
+async def test_fake_only_the_real_sni_fails_is_tls_sni(rule: str) -> None:
+    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": rule})
+    keys = await run_tls(net, "chat.test", budget=1.0)
+    assert keys["sni_blocked"] is True and keys["failed_operation"] == "tls_handshake"
+    assert keys["failure"] == (failures.CONNECTION_RESET if rule == "reset"
+                               else failures.GENERIC_TIMEOUT)
+    assert tls_check.methods(keys) == ["tls_sni"]
+    # The blackholed first handshake did not starve the decoy (half the budget each).
+    assert {h["role"] for h in keys["tls_handshakes"]} == {"target", "decoy"}
+
+
+async def test_fake_both_names_fail_handshake_is_tls_failure() -> None:
+    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "handshake_failure",
+                                              "example.com": "handshake_failure"})
+    keys = await run_tls(net, "chat.test")
+    assert keys["tcp_connect"][0]["status"]["success"] is True
+    assert (keys["failure"], keys["failed_operation"]) == (
+        failures.SSL_FAILED_HANDSHAKE, "tls_handshake")
+    assert tls_check.methods(keys) == ["tls_failure"]
+
+
+async def test_fake_certificate_problem_on_the_real_name_is_not_sni_filtering() -> None:
+    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "unknown_authority"})
+    keys = await run_tls(net, "chat.test")
+    assert keys["failure"] == failures.SSL_UNKNOWN_AUTHORITY and not keys["sni_blocked"]
+    assert tls_check.methods(keys) == ["tls_failure"]
+
+
+@pytest.mark.parametrize(("rule", "method"), [("reset", "tcp_reset"),
+                                               ("refused", "tcp_refused"),
+                                               ("timeout", "tcp_timeout")])
+async def test_fake_tcp_blocked_is_placed_at_tcp(rule: str, method: str) -> None:
+    net = FakeNetwork(names=WORLD, rules={("198.18.1.1", 443): rule})
+    keys = await run_tls(net, "chat.test", budget=0.6)
+    assert keys["failed_operation"] == "connect"
+    assert tls_check.methods(keys) == [method]
+
+
+async def test_fake_dns_failure_is_placed_at_dns() -> None:
+    net = FakeNetwork(names=WORLD, dns_rules={"chat.test": "nxdomain"})
+    keys = await run_tls(net, "chat.test")
+    assert keys["failed_operation"] == "resolve" and tls_check.methods(keys) == ["dns_nxdomain"]
+    assert net.handshakes == []
+
+
+async def test_sni_option_and_random_order() -> None:
+    firsts = set()
+    for _ in range(20):
+        net = FakeNetwork(names=WORLD, cert_names={"front.test"})
+        keys = await run_tls(net, "chat.test", sni="front.test", decoy_sni="other.test")
+        assert keys["failure"] is None
+        assert {h[2] for h in net.handshakes} == {"front.test", "other.test"}
+        firsts.add(min(keys["tls_handshakes"], key=lambda h: h["order"])["role"])
+    assert firsts == {"target", "decoy"}  # neither one always goes first
+
+
+# --- tls against a real server on loopback --------------------------------------------
+
+
+async def test_loopback_tls_verified_with_the_ca_bundle(tmp_path: Path) -> None:
+    with LoopbackTlsServer(["chat.test"], tmp_path) as srv:
+        cfg = RunConfig(timeout_s=3.0, ca_bundle=str(srv.ca_file))
+        keys = await run_tls(RealNetwork(), "chat.test", srv.port, cfg, seeded("chat.test"))
+    assert keys["failure"] is None
+    roles = {h["role"]: h for h in keys["tls_handshakes"]}
+    assert roles["target"]["tls_version"].startswith("TLSv1")
+    assert roles["decoy"]["failure"] == failures.SSL_INVALID_HOSTNAME
+
+
+async def test_loopback_sni_filter_is_tls_sni(tmp_path: Path) -> None:
+    with LoopbackTlsServer(["chat.test"], tmp_path, blocked_sni=("chat.test",)) as srv:
+        cfg = RunConfig(timeout_s=3.0, ca_bundle=str(srv.ca_file))
+        keys = await run_tls(RealNetwork(), "chat.test", srv.port, cfg, seeded("chat.test"))
+        assert srv.resets == 1
+    assert keys["failure"] == failures.CONNECTION_RESET
+    assert tls_check.methods(keys) == ["tls_sni"]
+
+
+async def test_loopback_unknown_ca_is_tls_failure(tmp_path: Path) -> None:
+    with LoopbackTlsServer(["chat.test"], tmp_path) as srv:
+        keys = await run_tls(RealNetwork(), "chat.test", srv.port, RunConfig(timeout_s=3.0),
+                             seeded("chat.test"))
+    assert keys["failure"] == failures.SSL_UNKNOWN_AUTHORITY
+    assert tls_check.methods(keys) == ["tls_failure"]
+
+
+# --- https ------------------------------------------------------------------------------
+
+
+async def test_loopback_https_status_is_recorded_not_judged(tmp_path: Path) -> None:
+    with LoopbackTlsServer(["v.chat.test"], tmp_path, status=403) as srv:
+        cfg = RunConfig(timeout_s=3.0, ca_bundle=str(srv.ca_file))
+        keys = await run_https(RealNetwork(), f"https://v.chat.test:{srv.port}/v2/register",
+                               cfg, seeded("v.chat.test"))
+    assert keys["failure"] is None and https_check.methods(keys) == []
+    assert keys["status_code"] == 403
+    assert keys["requests"][0]["ip"] == "127.0.0.1" and keys["requests"][0]["body_length"] == 6
+
+
+async def test_loopback_https_sni_filter_is_tls_sni(tmp_path: Path) -> None:
+    with LoopbackTlsServer(["web.chat.test"], tmp_path, blocked_sni=("web.chat.test",)) as srv:
+        cfg = RunConfig(timeout_s=3.0, ca_bundle=str(srv.ca_file))
+        keys = await run_https(RealNetwork(), f"https://web.chat.test:{srv.port}/", cfg,
+                               seeded("web.chat.test"))
+    assert keys["requests"][0]["failure"] == failures.CONNECTION_RESET
+    assert keys["tcp_connect"][0]["status"]["success"] is True
+    assert (keys["failed_operation"], keys["sni_blocked"]) == ("tls_handshake", True)
+    assert https_check.methods(keys) == ["tls_sni"]
+
+
+async def test_loopback_https_no_http_answer_is_http_failure(tmp_path: Path) -> None:
+    with LoopbackTlsServer(["web.chat.test"], tmp_path, mode="close") as srv:
+        cfg = RunConfig(timeout_s=3.0, ca_bundle=str(srv.ca_file))
+        keys = await run_https(RealNetwork(), f"https://web.chat.test:{srv.port}/", cfg,
+                               seeded("web.chat.test"))
+    assert keys["failed_operation"] == "http_round_trip"
+    assert keys["failure"] is not None and not keys["failure"].startswith("unknown")
+    assert https_check.methods(keys) == ["http_failure"]
+
+
+async def test_fake_https_status_500_still_works_and_layers_of_failure() -> None:
+    net = FakeNetwork(names={"v.chat.test": ["198.18.1.1"]}, http_status={"v.chat.test": 500})
+    keys = await run_https(net, "https://v.chat.test/v2/register")
+    assert keys["failure"] is None and keys["status_code"] == 500
+    assert net.http_requests[0][2] == "v.chat.test"  # Host header: the name, not the IP
+    refused = FakeNetwork(names={"v.chat.test": ["198.18.1.1"]},
+                          rules={("198.18.1.1", 443): "refused"})
+    keys = await run_https(refused, "https://v.chat.test/v2/register")
+    assert keys["failed_operation"] == "connect" and https_check.methods(keys) == ["tcp_refused"]
+    bogon = FakeNetwork(names={"v.chat.test": ["10.10.34.35"]})
+    keys = await run_https(bogon, "https://v.chat.test/v2/register")
+    assert https_check.methods(keys) == ["dns_bogon"] and bogon.http_requests == []
