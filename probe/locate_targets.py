@@ -174,15 +174,21 @@ def reflector_address(cfg: RunConfig) -> str | None:
     return v4[0] if v4 else None
 
 
-def _resolve_v4(host: str, cfg: RunConfig) -> list[str]:
+def _resolve_v4(host: str, cfg: RunConfig, plan: Plan | None = None) -> list[str]:
     from probe.checks.dns import HostResolver
     from probe.net import RealNetwork
+    from probe.runner import host_networks
 
     async def lookup() -> list[str]:
         loop = asyncio.get_running_loop()
-        found = await HostResolver(RealNetwork(), cfg).resolve(host,
-                                                               loop.time() + cfg.timeout_s)
-        return [a for a in found.addresses if ":" not in a]
+        # The plan's expected networks: an answer there is never a bogon.
+        expected = host_networks(plan.endpoints) if plan is not None else None
+        found = await HostResolver(RealNetwork(), cfg, expected=expected).resolve(
+            host, loop.time() + cfg.timeout_s)
+        # A host outside the plan has no expected networks: locate the path to what the
+        # resolver answered, bogon or not.
+        answered = found.addresses or found.test_keys.get("answered_addresses", [])
+        return [a for a in answered if ":" not in a]
 
     return asyncio.run(lookup())
 
@@ -214,7 +220,7 @@ def endpoint_targets(values: Sequence[str], plan: Plan | None, cfg: RunConfig) -
         else:
             if port is None:
                 raise EndpointError(f"--endpoint {value!r}: a port is needed")
-            v4 = _resolve_v4(host, cfg)  # an IP literal resolves to itself
+            v4 = _resolve_v4(host, cfg, plan)  # an IP literal resolves to itself
             target.address = v4[0] if v4 else ""
         targets.append(target)
     return targets
