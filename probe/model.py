@@ -120,6 +120,11 @@ class RunConfig:
     include_ip: bool = False
     network_type: str = "unknown"
     confirm_failures: bool = True
+    # Identity (probe.identity): STUN servers (HOST[:PORT]) telling the public address
+    # (empty: those of configs/identity.toml), a local IP-to-ASN table, another config.
+    stun_servers: tuple[str, ...] = ()
+    asn_db: str | None = None
+    identity_config: str | None = None
     stream_seconds: float = 3.0
 
 
@@ -133,6 +138,7 @@ class Identity:
     network_name: str | None = None
     ip: str | None = None
     source: str = "unknown"
+    note: str | None = None  # why something could not be learnt (never holds the IP)
 
 
 @dataclass(slots=True)

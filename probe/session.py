@@ -50,7 +50,7 @@ async def resolve_identity(cfg: RunConfig, net: Network) -> Identity:
 
     if importlib.util.find_spec("probe.identity") is None:
         return Identity()
-    from probe import identity as identity_mod  # type: ignore[attr-defined]
+    from probe import identity as identity_mod
 
     found: Identity = await identity_mod.lookup(cfg, net)
     return found
@@ -76,7 +76,8 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
                    probe_cc=identity.cc, network_type=cfg.network_type,
                    probe_network_name=identity.network_name,
                    probe_ip=identity.ip if cfg.include_ip else None,
-                   annotations={"identity_source": identity.source})
+                   annotations={"identity_source": identity.source,
+                                **({"identity_note": identity.note} if identity.note else {})})
     written: list[Record] = []
 
     def emit(record: Record) -> None:

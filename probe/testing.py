@@ -13,6 +13,8 @@ real), and decides the fate of every TCP connect and UDP flow from per-address r
 Rules may be a list, consumed one per attempt (the last one repeats), to model a flaky
 endpoint that fails once and then works.
 
+TXT records (identity lookups) come from ``txt``.
+
 DNS tampering: ``dns_forged`` maps a name to forged A answers; the resolver then sends a
 forged reply first and the real one after it (an on-path injector), and a query for that
 name sent to any other address's port 53 gets the forged reply too (followed, as from a
@@ -90,6 +92,7 @@ class FakeNetwork:
     dns_delay_s: float = 0.0
     udp_responder: Callable[[str, int, bytes], bytes | None] | None = None
     dns_forged: dict[str, list[str]] = field(default_factory=dict)
+    txt: dict[str, list[str]] = field(default_factory=dict)
     sni_rules: dict[str, Rule] = field(default_factory=dict)
     cert_names: set[str] = field(default_factory=set)
     http_status: dict[str, int] = field(default_factory=dict)
@@ -192,6 +195,16 @@ class FakeNetwork:
         rule = self.dns_rules.get(name, self.dns_default)
         if rule == "timeout":
             return None
+        import dns.rdatatype
+
+        if rdtype == dns.rdatatype.TXT and rule == "ok":
+            reply = dns.message.make_response(q)
+            if name in self.txt:
+                quoted = ['"' + t.replace('"', '\\"') + '"' for t in self.txt[name]]
+                reply.answer.append(dns.rrset.from_text(name + ".", 60, "IN", "TXT", *quoted))
+            else:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            return reply.to_wire()
         if rule == "garbage":
             return b"\x00\x01garbage"
         reply = dns.message.make_response(q)

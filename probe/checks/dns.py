@@ -263,8 +263,9 @@ def _overall_failure(a: str | None, aaaa: str | None) -> str:
 
 
 async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str,
-                deadline: float) -> dict[str, Any]:
-    """One question to one server, with retransmission; a df-002 query record."""
+                deadline: float, duplicates: bool = True) -> dict[str, Any]:
+    """One question to one server, with retransmission; a df-002 query record.
+    ``duplicates=False`` returns at the first valid reply (lookups that measure nothing)."""
     import dns.flags
     import dns.message
     import dns.rdatatype
@@ -281,7 +282,8 @@ async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str
         "attempts": 0, "ignored_replies": [], "late_replies": [], "t0": 0.0, "t": 0.0,
     }
     try:
-        reply = await _udp_exchange(net, server_ip, port, q, wire, deadline, record)
+        reply = await _udp_exchange(net, server_ip, port, q, wire, deadline, record,
+                                    duplicates)
         if reply is not None and reply.flags & dns.flags.TC:
             record["engine"] = "tcp"
             reply = await _tcp_exchange(net, server_ip, port, q, wire, deadline, record)
@@ -317,7 +319,7 @@ def _judge_duplicates(record: dict[str, Any]) -> None:
 
 
 async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
-                        deadline: float, record: dict[str, Any]) -> Any:
+                        deadline: float, record: dict[str, Any], duplicates: bool = True) -> Any:
     import dns.exception
     import dns.flags
     import dns.message
@@ -367,7 +369,7 @@ async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
                      "t": round(loop.time() - t0, 4)})
                 continue
             first = reply
-            if reply.flags & dns.flags.TC:
+            if reply.flags & dns.flags.TC or not duplicates:
                 return first
             now = loop.time()
             # Never more than a tenth of what is left: every check using the host waits.
@@ -421,11 +423,11 @@ def fill_answers(record: dict[str, Any], reply: Any, rdtype: str) -> None:
             else:
                 entry["data"] = rdata.to_text()[:200]
             record["answers"].append(entry)
-            if kind == rdtype:
+            if kind == rdtype and kind in ("A", "AAAA"):
                 record["addresses"].append(rdata.address)
     if rcode in _RCODE_FAILURE:
         record["failure"] = _RCODE_FAILURE[rcode]
     elif rcode != "NOERROR":
         record["failure"] = failures.DNS_SERVER_MISBEHAVING
-    elif not record["addresses"]:
+    elif not any(a["answer_type"] == rdtype for a in record["answers"]):
         record["failure"] = failures.DNS_NO_ANSWER

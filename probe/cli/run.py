@@ -64,6 +64,16 @@ def run_command(
     concurrency: Annotated[int, typer.Option(
         "--concurrency", metavar="N",
         help="How many checks may run at once.")] = 256,
+    stun_server: Annotated[list[str] | None, typer.Option(
+        "--stun-server", metavar="HOST[:PORT]",
+        help="STUN server (HOST[:PORT]) that tells this network's public "
+        "address, to look up its ASN and country; repeatable. Default: the ones in "
+        "configs/identity.toml. The address itself is never written (see --include-ip).")]
+        = None,
+    asn_db: Annotated[Path | None, typer.Option(
+        "--asn-db", metavar="FILE",
+        help="Local IP-to-ASN table (CSV or TSV lines prefix,asn,cc,name) to "
+        "use instead of DNS lookups (Team Cymru style).")] = None,
     deep: Annotated[bool, typer.Option(
         "--deep", help="After the scan, locate where each blocked endpoint is blocked "
         "(voip-probe locate; needs root or CAP_NET_RAW, skipped otherwise).")] = False,
@@ -71,7 +81,8 @@ def run_command(
     with command_boundary():
         cfg = build_config(resolver=resolver, doh=doh, reflector=reflector, ca_bundle=ca_bundle,
                            timeout=timeout, network_type=network_type, include_ip=include_ip,
-                           concurrency=concurrency, interactive=not as_json)
+                           concurrency=concurrency, interactive=not as_json,
+                           stun_servers=stun_server, asn_db=asn_db)
         from probe.targets import load_plan
 
         wanted = services.split(",") if services else None
@@ -84,7 +95,9 @@ def run_command(
 
 def build_config(*, resolver: str | None, doh: str | None, reflector: str | None,
                  ca_bundle: Path | None, timeout: float, network_type: str | None,
-                 include_ip: bool, concurrency: int, interactive: bool) -> RunConfig:
+                 include_ip: bool, concurrency: int, interactive: bool,
+                 stun_servers: list[str] | None = None,
+                 asn_db: Path | None = None) -> RunConfig:
     if timeout <= 0 or timeout > 600:
         raise UsageError(f"--timeout must be between 0 and 600 seconds (got {timeout})")
     if concurrency < 1:
@@ -101,6 +114,23 @@ def build_config(*, resolver: str | None, doh: str | None, reflector: str | None
         raise UsageError(f"--doh must be an https:// URL, got {doh!r}")
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
+    for server in stun_servers or []:
+        from probe.identity import split_host_port
+        from probe.targets import valid_hostname
+
+        try:
+            host, port = split_host_port(server, 3478)
+        except ValueError:
+            host, port = "", 0
+        if not valid_hostname(host) or not 1 <= port <= 65535:
+            raise UsageError(f"--stun-server must be HOST or HOST:PORT, got {server!r}")
+    if asn_db is not None:
+        from probe.identity import IdentityConfigError, load_asn_db
+
+        try:
+            load_asn_db(asn_db)
+        except IdentityConfigError as exc:
+            raise UsageError(f"--asn-db {exc}") from None
     if network_type is None:
         network_type = ask_network_type() if interactive else "unknown"
     if network_type not in NETWORK_TYPES:
@@ -108,7 +138,9 @@ def build_config(*, resolver: str | None, doh: str | None, reflector: str | None
                          f"(got {network_type!r})")
     return RunConfig(timeout_s=timeout, resolver=resolver, doh_url=doh, reflector=reflector,
                      ca_bundle=str(ca_bundle) if ca_bundle else None, concurrency=concurrency,
-                     include_ip=include_ip, network_type=network_type)
+                     include_ip=include_ip, network_type=network_type,
+                     stun_servers=tuple(stun_servers or ()),
+                     asn_db=str(asn_db) if asn_db else None)
 
 
 def ask_network_type() -> str:

@@ -83,7 +83,8 @@ def _rewrite_endpoint(endpoint: dict[str, Any], service: str, lab: LabTargets) -
             lab.udp_ports.add(int(port))
     # Always set, added where the original has none: the lab lives in 198.18.0.0/15, a bogon
     # range, and the probe takes answers there for bogons unless the target expects them.
-    endpoint["expected_networks"] = sorted(nets)
+    if nets:  # (endpoints without hosts, e.g. reflector-based udp, have none)
+        endpoint["expected_networks"] = sorted(nets)
     lab.endpoints.append({"service": service, **endpoint})
 
 
