@@ -132,6 +132,12 @@ def watch_command(
     deep: Annotated[bool, typer.Option(
         "--deep", help="As for `run`: locate where each blocked endpoint is blocked "
         "(needs root or CAP_NET_RAW, skipped otherwise).")] = False,
+    stun_server: Annotated[list[str] | None, typer.Option(
+        "--stun-server", help="As for `run`: STUN server (HOST[:PORT]) telling the public "
+        "address for the identity lookup; repeatable.")] = None,
+    asn_db: Annotated[Path | None, typer.Option(
+        "--asn-db", help="As for `run`: local IP-to-ASN table (prefix,asn,cc,name).")]
+        = None,
     upload: Annotated[bool, typer.Option(
         "--upload", help="Upload each results file after its run (to --collector, or the "
         "collector in the config file).")] = False,
@@ -154,7 +160,8 @@ def watch_command(
         every_s = parse_interval(every)
         cfg = build_config(resolver=resolver, doh=doh, reflector=reflector,
                            ca_bundle=ca_bundle, timeout=timeout, network_type=network_type,
-                           include_ip=include_ip, concurrency=concurrency, interactive=True)
+                           include_ip=include_ip, concurrency=concurrency, interactive=True,
+                           stun_servers=stun_server, asn_db=asn_db)
         plan = load_plan(targets, services.split(",") if services else None)
         deep_cfg = deep_settings(cfg) if deep else None
         sender = _Upload(collector, spool_dir) if (upload or collector) else None
