@@ -217,8 +217,10 @@ def _recompute(path: Path, warn: Warn) -> RunSummary | None:
         "record": "summary",
         "schema_version": first.get("schema_version", 1),
         "report_id": summary.get("report_id") or first.get("report_id"),
+        # The run's start is every measurement's test_start_time (the first measurement
+        # starts later: the identity lookup comes first).
         "measurement_start_time": summary.get("measurement_start_time")
-        or first.get("measurement_start_time"),
+        or first.get("test_start_time") or first.get("measurement_start_time"),
         "probe_asn": network["asn"],
         "probe_cc": network["cc"],
         "results_file": summary.get("results_file") or str(path),
