@@ -96,8 +96,8 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     target = T.probe_target(result.addresses, expected)
     probe_task = ctx.resolver.injection(host, target, ctx.deadline) if target else None
     control_task = ctx.resolver.control(host, ctx.deadline) if ctx.cfg.doh_url else None
-    probe = await probe_task if probe_task else None
-    control = await control_task if control_task else None
+    probe = await _within(probe_task, ctx)
+    control = await _within(control_task, ctx)
     keys["expected_networks"] = list(expected)
     keys["injection_probe"] = probe if probe is not None else {
         "target": None, "injected": False,
@@ -120,6 +120,17 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
                 keys["failure"] = failures.DNS_UNEXPECTED_NETWORK
     keys["tampering"] = sorted(set(tampering))
     return keys
+
+
+async def _within(task: Any, ctx: CheckContext) -> Any:
+    """The task's result if it finishes within the check's budget (httpx's timeouts are
+    per operation, so a slow control resolver could outlast it), else None."""
+    if task is None:
+        return None
+    try:
+        return await asyncio.wait_for(task, max(ctx.remaining(), 0.0))
+    except TimeoutError:
+        return None
 
 
 @dataclass(slots=True)
