@@ -18,6 +18,8 @@ error".
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import socket
 import ssl
 from collections.abc import Sequence
@@ -160,9 +162,7 @@ class RealNetwork:
     async def tls_handshake(self, ip: str, port: int, sni: str, timeout_s: float,
                             ca_bundle: str | None = None, verify: bool = True,
                             alpn: Sequence[str] = ()) -> TlsInfo:
-        ctx = make_ssl_context(ca_bundle, verify)
-        if alpn:
-            ctx.set_alpn_protocols(list(alpn))
+        ctx = make_ssl_context(ca_bundle, verify, alpn)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(ip, port, ssl=ctx, server_hostname=sni,
                                     ssl_handshake_timeout=timeout_s),
@@ -196,12 +196,33 @@ class RealNetwork:
                                  trust_env=False)
 
 
-def make_ssl_context(ca_bundle: str | None, verify: bool = True) -> ssl.SSLContext:
-    """A client context: system roots (plus ``ca_bundle`` if given), or no verification."""
+def make_ssl_context(ca_bundle: str | None, verify: bool = True,
+                     alpn: Sequence[str] = ()) -> ssl.SSLContext:
+    """A client context: system roots (plus ``ca_bundle`` if given), or no verification.
+
+    Contexts are shared: building one loads the system trust store, ~35 ms of CPU that
+    blocks the event loop, and a run makes a hundred handshakes and HTTP clients. The key
+    includes the bundle's mtime and size, so a rewritten bundle gets a fresh context."""
+    stamp: tuple[int, int] | None = None
+    if ca_bundle:
+        try:
+            st = os.stat(ca_bundle)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None  # load_verify_locations raises the clear error below
+    return _ssl_context(ca_bundle, stamp, verify, tuple(alpn))
+
+
+@functools.lru_cache(maxsize=32)
+def _ssl_context(ca_bundle: str | None, stamp: tuple[int, int] | None, verify: bool,
+                 alpn: tuple[str, ...]) -> ssl.SSLContext:
+    del stamp  # part of the cache key only
     ctx = ssl.create_default_context()
     if ca_bundle:
         ctx.load_verify_locations(cafile=ca_bundle)
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     return ctx
