@@ -42,8 +42,14 @@ def _binding_answered(host: str, port: int) -> bool:
 
 
 @contextmanager
-def coturn(host: str = "127.0.0.77") -> Iterator[tuple[str, int]]:
-    """Run turnserver on ``host``; yield its (address, UDP port)."""
+def coturn(host: str | None = None) -> Iterator[tuple[str, int]]:
+    """Run turnserver on ``host``; yield its (address, UDP port).
+
+    The default address differs per pytest-xdist worker (127.0.0.77 + worker number), so
+    parallel coturns never compete for the same relay ports."""
+    if host is None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+        host = f"127.0.0.{77 + (int(worker) if worker.isdigit() else 0) % 100}"
     binary = shutil.which("turnserver")
     if binary is None:
         if IN_CI:
