@@ -145,3 +145,22 @@ def test_targets_validate_and_list(tmp_path: Path) -> None:
     wanted = {"service": "whatsapp", "function": "messaging", "check": "tcp",
               "input": "tcp://e1.whatsapp.net:5222", "pool": "any"}
     assert any(wanted.items() <= e.items() for e in listed)
+
+
+def test_network_type_prompt_asks_again_after_a_typo(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from probe.cli import run as run_cli
+
+    answers = iter(["4g", " Mobile "])
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(run_cli.typer, "prompt", lambda *_a, **_k: next(answers))
+    assert run_cli.ask_network_type() == "mobile"
+    assert "'4g' is not one of" in capsys.readouterr().err  # the typo was refused, then asked again
+
+
+def test_network_type_is_unknown_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from probe.cli import run as run_cli
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    assert run_cli.ask_network_type() == "unknown"

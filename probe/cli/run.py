@@ -144,12 +144,17 @@ def build_config(*, resolver: str | None, doh: str | None, reflector: str | None
 
 
 def ask_network_type() -> str:
+    """Ask the volunteer which network this is (only with a terminal attached); a typo is
+    asked again instead of ending the run with a usage error."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return "unknown"
-    answer = typer.prompt(
-        "Which network are you on? (mobile = 3G/4G/5G, fixed = ADSL/fibre at home, wifi, "
-        "unknown)", default="unknown", err=True)
-    return str(answer).strip().lower()
+    while True:
+        answer = str(typer.prompt(
+            "Which network are you on? (mobile = 3G/4G/5G, fixed = ADSL/fibre at home, "
+            "wifi, unknown)", default="unknown", err=True)).strip().lower()
+        if answer in NETWORK_TYPES:
+            return answer
+        typer.echo(f"{answer!r} is not one of {', '.join(NETWORK_TYPES)}", err=True)
 
 
 def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
