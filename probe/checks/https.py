@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 
 from probe import failures
 from probe.checks import tls as tls_check
-from probe.checks.dns import dns_methods
-from probe.checks.tcp import connect, connect_methods
+from probe.checks.tcp import connect
 from probe.model import Endpoint
 
 if TYPE_CHECKING:
@@ -35,17 +34,11 @@ KEPT_HEADERS = ("server", "location", "content-type", "content-length")
 
 
 def methods(test_keys: TestKeys) -> list[str]:
-    failure = test_keys.get("failure")
-    if failure is None:
-        return []
-    operation = test_keys.get("failed_operation")
-    if operation == "resolve":
-        return dns_methods(failure)
-    if operation == "connect":
-        return connect_methods(failure)
-    if operation == "tls_handshake":
-        return ["tls_sni"] if test_keys.get("sni_blocked") else ["tls_failure"]
-    return ["http_failure"]
+    """Failures at DNS, TCP or TLS read as the tls check's; anything later is HTTP's."""
+    if test_keys.get("failure") is not None and \
+            test_keys.get("failed_operation") not in ("resolve", "connect", "tls_handshake"):
+        return ["http_failure"]
+    return tls_check.methods(test_keys)
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
