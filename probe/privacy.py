@@ -4,32 +4,77 @@ STUN replies, identity lookups and error messages may carry the volunteer's publ
 Everything the probe writes passes through :func:`scrub`, which replaces each
 occurrence of a secret (in any string, at any depth) with ``[scrubbed]``, as OONI's
 ``ScrubMeasurement`` does. ``--include-ip`` turns it off.
+
+An address is found in every form it can be written in: as given, canonical (IPv6
+compressed and exploded) and reversed as in DNS names (``4.3.2.1`` of
+``4.3.2.1.origin.asn.cymru.com``, the nibbles of ``ip6.arpa``). It is matched as a whole
+address: ``10.0.0.1`` is scrubbed in ``10.0.0.1:5000`` but leaves ``10.0.0.12`` alone
+(another host's address is data, not a secret). Secrets that are not addresses are
+replaced wherever they occur.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any
 
 SCRUBBED = "[scrubbed]"
 
+# A form of an address is whole when no digit (hex digit for IPv6) continues it, directly
+# or after a dot (colon for IPv6): "1.2.3.4" is not inside "11.2.3.4" or "1.2.3.45".
+_V4_WHOLE = r"(?<![0-9])(?<![0-9]\.)({})(?![0-9])(?!\.[0-9])"
+_HEX_DOTTED_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]\.)({})(?![0-9a-fA-F])(?!\.[0-9a-fA-F])"
+_V6_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]:)({})(?![0-9a-fA-F])(?!:[0-9a-fA-F])"
+
+
+def address_forms(secret: str) -> dict[str, set[str]]:
+    """The ways ``secret`` can be written, grouped by how a whole match is bounded."""
+    try:
+        ip = ipaddress.ip_address(secret.strip("[]"))
+    except ValueError:
+        return {"plain": {secret}}
+    reverse = ip.reverse_pointer.rsplit(".", 2)[0]  # without in-addr.arpa / ip6.arpa
+    if ip.version == 4:
+        return {"v4": {secret, str(ip), reverse}}
+    return {"v6": {secret.strip("[]"), ip.compressed, ip.exploded},
+            "hex_dotted": {reverse}}
+
 
 def scrub(obj: Any, secrets: Iterable[str]) -> Any:
     """A copy of ``obj`` with every secret replaced in strings and dictionary keys."""
-    found = sorted({s for s in secrets if s}, key=len, reverse=True)
-    if not found:
+    pattern = _pattern(tuple(sorted({s for s in secrets if s})))
+    if pattern is None:
         return obj
-    return _scrub(obj, found)
+    return _scrub(obj, pattern)
 
 
-def _scrub(obj: Any, secrets: list[str]) -> Any:
+@functools.lru_cache(maxsize=16)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    groups: dict[str, set[str]] = {}
+    for secret in secrets:
+        for kind, forms in address_forms(secret).items():
+            groups.setdefault(kind, set()).update(forms)
+    if not groups:
+        return None
+    whole = {"v4": _V4_WHOLE, "hex_dotted": _HEX_DOTTED_WHOLE, "v6": _V6_WHOLE,
+             "plain": "({})"}
+    parts = []
+    for kind, forms in groups.items():
+        # Longest first, so that a form is never cut short by a shorter one it contains.
+        alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+        parts.append(whole[kind].format(alternatives))
+    flags = re.IGNORECASE if {"v6", "hex_dotted"} & groups.keys() else 0
+    return re.compile("|".join(parts), flags)
+
+
+def _scrub(obj: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(obj, str):
-        for s in secrets:
-            if s in obj:
-                obj = obj.replace(s, SCRUBBED)
-        return obj
+        return pattern.sub(SCRUBBED, obj)
     if isinstance(obj, dict):
-        return {_scrub(k, secrets): _scrub(v, secrets) for k, v in obj.items()}
+        return {_scrub(k, pattern): _scrub(v, pattern) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_scrub(v, secrets) for v in obj]
+        return [_scrub(v, pattern) for v in obj]
     return obj
