@@ -22,6 +22,10 @@ def lab_unavailable_reason() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests marked ``slow`` (the replays, ~1 min each) start first, so that the xdist
+    # workers do not end the run waiting on one of them (a stable sort: same order on
+    # every worker, as xdist requires).
+    items.sort(key=lambda item: "slow" not in item.keywords)
     reason = lab_unavailable_reason()
     if reason is None:
         return

@@ -77,6 +77,7 @@ def test_locate_names_the_censor_hop(lab: Lab, scenario: str) -> None:
     assert f"[{method}]: hop 2 ({A.CENSOR_DOWN})" in stderr
 
 
+@pytest.mark.slow
 def test_nothing_blocked_nothing_located(lab: Lab) -> None:
     code, findings, stderr = locate_json(lab, *(s[2] for s in SCENARIOS.values()))
     assert code == 0, stderr
