@@ -88,16 +88,21 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     loop_start = datetime.now(UTC)
     interrupted = False
     extra: dict[str, Any] | None = None
-    # A Ctrl-C between creating the file and entering the try below would leave an empty
-    # file without a summary line: SIGINT waits until the try is entered.
-    sigint_deferred = _defer_sigint()
+    # Ctrl-C must never leave a file without its summary line. It waits (is remembered)
+    # from before the file is created until the run starts, and again from the moment the
+    # run ends until the summary is written; during the run it interrupts (asyncio cancels
+    # the run, and what was measured gets an ``interrupted`` summary).
+    ctrl_c = _CtrlC()
+    ctrl_c.defer()
     with ResultsWriter(path) as writer:
         try:
-            _restore_sigmask(sigint_deferred)
+            ctrl_c.allow()
             asyncio.run(run_plan(plan, cfg, net, info, emit, progress))
             if after_scan is not None:
                 extra = after_scan(list(written), emit, info)
+            ctrl_c.defer()
         except KeyboardInterrupt:
+            ctrl_c.defer()
             interrupted = True
         summary = build_summary(written, info, identity, cfg, path,
                                 (datetime.now(UTC) - loop_start).total_seconds())
@@ -106,21 +111,46 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
         if interrupted:
             summary["interrupted"] = True
         writer.write(scrub({"record": "summary", **summary}, secrets))
+    if ctrl_c.restore() and not interrupted:
+        interrupted = True  # pressed as the run ended: the file is complete all the same
     if interrupted:
         raise KeyboardInterrupt(str(path))
     return RunOutcome(summary, path, overall_exit_code(summary), written)
 
 
-def _defer_sigint() -> set[int | signal.Signals] | None:
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() \
-            is not threading.main_thread():
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+class _CtrlC:
+    """Switches SIGINT between "remember it for later" and the handler in place before.
 
+    A Python-level handler, not a blocked signal mask: a mask blocks the signal in this
+    thread only, and a thread started earlier (the live view's refresh) would still take
+    it and have KeyboardInterrupt raised here. Handlers always run in the main thread, so
+    outside it (a run started from a worker thread) nothing is switched."""
 
-def _restore_sigmask(previous: set[int | signal.Signals] | None) -> None:
-    if previous is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    def __init__(self) -> None:
+        self.pressed = False
+        self._active = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGINT) if self._active else None
+        # None: a handler not installed from Python; the default one is the safe stand-in.
+        self._previous = previous if previous is not None else signal.default_int_handler
+
+    def _remember(self, _signum: int, _frame: Any) -> None:
+        self.pressed = True
+
+    def defer(self) -> None:
+        if self._active:
+            signal.signal(signal.SIGINT, self._remember)
+
+    def allow(self) -> None:
+        """Back to the earlier handler; a Ctrl-C remembered meanwhile is raised now."""
+        self.restore()
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def restore(self) -> bool:
+        """The earlier handler again; whether Ctrl-C was pressed while deferred."""
+        if self._active:
+            signal.signal(signal.SIGINT, self._previous)
+        return self.pressed
 
 
 def build_summary(records: list[Record], info: RunInfo, identity: Identity, cfg: RunConfig,
