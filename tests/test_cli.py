@@ -12,6 +12,7 @@ import pytest
 
 from probe.results import read_results
 from tests.dnsserver import LoopbackDnsServer, zone_handler
+from tests.loopback_world import closed_port, world_dns, write_targets
 
 
 def voip_probe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -60,42 +61,8 @@ def test_offline_network_is_inconclusive_exit_3_with_a_valid_file(tmp_path: Path
 def loopback_world(tmp_path: Path):
     """Controls and a messaging host that work, and a 'calls' host whose port is closed."""
     listener = socket.create_server(("127.0.0.1", 0))
-    open_port = listener.getsockname()[1]
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    closed_port = s.getsockname()[1]
-    s.close()
-    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
-    targets = tmp_path / "world.toml"
-    # The world lives on loopback, a bogon: it says so, or every answer would be one.
-    loopback = 'expected_networks = ["127.0.0.0/8"]'
-    targets.write_text(f"""
-[[services]]
-id = "controls"
-[[services.endpoints]]
-function = "control"
-check = "tcp"
-hosts = ["ctl.test"]
-ports = [{open_port}]
-{loopback}
-
-[[services]]
-id = "chatty"
-name = "Chatty"
-[[services.endpoints]]
-function = "messaging"
-check = "tcp"
-hosts = ["chat.test"]
-ports = [{open_port}]
-{loopback}
-[[services.endpoints]]
-function = "calls"
-check = "tcp"
-hosts = ["relay.test"]
-ports = [{closed_port}]
-{loopback}
-""")
-    with LoopbackDnsServer(zone_handler(zone)) as dns:
+    targets = write_targets(tmp_path, listener.getsockname()[1], closed_port())
+    with world_dns() as dns:
         yield targets, dns
     listener.close()
 

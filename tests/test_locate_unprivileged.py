@@ -22,7 +22,7 @@ import pytest
 
 from probe.results import read_results
 from probe.ttlprobe import RAW_SKIPPED
-from tests.dnsserver import LoopbackDnsServer, zone_handler
+from tests.loopback_world import closed_port, world_dns, write_targets
 
 
 def _unprivileged_prefix() -> list[str]:
@@ -41,44 +41,12 @@ def world() -> Iterator[tuple[Path, str, Path]]:
     """(targets file, resolver, a folder anyone may write), readable by ``nobody``."""
     listener = socket.create_server(("127.0.0.1", 0))
     open_port = listener.getsockname()[1]
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    closed_port = s.getsockname()[1]
-    s.close()
     top = Path(tempfile.mkdtemp(prefix="voip-probe-nopriv-"))
     top.chmod(0o777)
-    targets = top / "world.toml"
-    # Loopback is a bogon range: the world's hosts say they live there (probe.checks.dns).
-    loopback = 'expected_networks = ["127.0.0.0/8"]'
-    targets.write_text(f"""
-[[services]]
-id = "controls"
-[[services.endpoints]]
-function = "control"
-check = "tcp"
-hosts = ["ctl.test"]
-ports = [{open_port}]
-{loopback}
-
-[[services]]
-id = "chatty"
-[[services.endpoints]]
-function = "messaging"
-check = "tcp"
-hosts = ["chat.test"]
-ports = [{open_port}]
-{loopback}
-[[services.endpoints]]
-function = "calls"
-check = "tcp"
-hosts = ["relay.test"]
-ports = [{closed_port}]
-{loopback}
-""")
+    targets = write_targets(top, open_port, closed_port())
     targets.chmod(0o644)
-    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
     try:
-        with LoopbackDnsServer(zone_handler(zone)) as dns:
+        with world_dns() as dns:
             yield targets, dns.resolver, top
     finally:
         listener.close()

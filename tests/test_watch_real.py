@@ -19,40 +19,7 @@ from pathlib import Path
 
 from probe.results import read_results
 from probe.summaries import load_summary
-from tests.dnsserver import LoopbackDnsServer, zone_handler
-
-
-def _targets(folder: Path, open_port: int, relay_port: int) -> Path:
-    path = folder / "world.toml"
-    # Loopback is a bogon range: the world's hosts say they live there (probe.checks.dns).
-    loopback = 'expected_networks = ["127.0.0.0/8"]'
-    path.write_text(f"""
-[[services]]
-id = "controls"
-[[services.endpoints]]
-function = "control"
-check = "tcp"
-hosts = ["ctl.test"]
-ports = [{open_port}]
-{loopback}
-
-[[services]]
-id = "chatty"
-name = "Chatty"
-[[services.endpoints]]
-function = "messaging"
-check = "tcp"
-hosts = ["chat.test"]
-ports = [{open_port}]
-{loopback}
-[[services.endpoints]]
-function = "calls"
-check = "tcp"
-hosts = ["relay.test"]
-ports = [{relay_port}]
-{loopback}
-""")
-    return path
+from tests.loopback_world import world_dns, write_targets
 
 
 def _complete(folder: Path) -> list[Path]:
@@ -76,10 +43,9 @@ def _wait_for(folder: Path, n: int, proc: subprocess.Popen, deadline_s: float = 
 def test_watch_runs_periodically_stops_on_ctrl_c_and_feeds_timeline(tmp_path: Path) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     relay = socket.create_server(("127.0.0.1", 0))
-    targets = _targets(tmp_path, listener.getsockname()[1], relay.getsockname()[1])
+    targets = write_targets(tmp_path, listener.getsockname()[1], relay.getsockname()[1])
     out = tmp_path / "results"
-    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
-    with LoopbackDnsServer(zone_handler(zone)) as dns:
+    with world_dns() as dns:
         proc = subprocess.Popen(
             [sys.executable, "-m", "probe", "watch", "--every", "2s", "--targets", str(targets),
              "--resolver", dns.resolver, "--timeout", "2", "--output", str(out),
@@ -190,14 +156,13 @@ def test_watch_uploads_each_run_to_the_collector(tmp_path: Path) -> None:
     import httpx
 
     listener = socket.create_server(("127.0.0.1", 0))
-    targets = _targets(tmp_path, listener.getsockname()[1], listener.getsockname()[1])
+    targets = write_targets(tmp_path, listener.getsockname()[1], listener.getsockname()[1])
     out = tmp_path / "results"
     server, url = _serve(tmp_path / "collector", tmp_path / "serve.log")
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")}
-    zone = {"ctl.test": ["127.0.0.1"], "chat.test": ["127.0.0.1"], "relay.test": ["127.0.0.1"]}
     try:
-        with LoopbackDnsServer(zone_handler(zone)) as dns:
+        with world_dns() as dns:
             res = subprocess.run(
                 [sys.executable, "-m", "probe", "watch", "--every", "1s", "--count", "2",
                  "--targets", str(targets), "--resolver", dns.resolver, "--timeout", "2",
