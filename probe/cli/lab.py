@@ -10,8 +10,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -28,6 +30,8 @@ lab_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(lab_app, name="lab")
+
+T = TypeVar("T")
 
 TargetsOpt = Annotated[list[Path] | None, typer.Option(
     "--targets", help="Targets files to build the lab from (default: the shipped ones).")]
@@ -150,6 +154,34 @@ def _open_lab(prefix: str | None, targets: list[Path] | None) -> tuple[Any, bool
     return lab, True
 
 
+def _load(loader: Callable[[Path], T], name: str) -> T:
+    """A scenario or replay by name (configs/scenarios) or file; its errors are usage errors."""
+    from probe.lab.scenarios import ScenarioError, scenario_path
+
+    try:
+        return loader(scenario_path(name))
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+@contextmanager
+def _lab_for(prefix: str | None, targets: list[Path] | None, keep: bool = False) -> Iterator[Any]:
+    """Root is checked, then the lab `lab up` left (--prefix) or a new one; a new one is taken
+    down afterwards unless ``keep``. A lab that cannot be opened is a usage error."""
+    from probe.lab.netns import LabError
+
+    _need_root()
+    try:
+        lab, owned = _open_lab(prefix, targets)
+    except LabError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        yield lab
+    finally:
+        if owned and not keep:
+            lab.down()
+
+
 def _render_rows(title: str, outcome: Any) -> None:
     from rich.table import Table
 
@@ -191,26 +223,14 @@ def run(
 ) -> None:
     """Bring a lab up, apply SCENARIO, run the probe in it, compare with the expected verdicts."""
     with command_boundary():
-        from probe.lab.netns import LabError
         from probe.lab.replay import play
-        from probe.lab.scenarios import ScenarioError, load_scenario, scenario_path
+        from probe.lab.scenarios import load_scenario
 
-        try:
-            loaded = load_scenario(scenario_path(scenario))
-        except ScenarioError as exc:
-            raise UsageError(str(exc)) from exc
-        _need_root()
+        loaded = _load(load_scenario, scenario)
         out = (output or Path("results") / "lab" / loaded.name).resolve()
-        try:
-            lab, owned = _open_lab(prefix, targets)
-        except LabError as exc:
-            raise UsageError(str(exc)) from exc
-        try:
+        with _lab_for(prefix, targets, keep=keep) as lab:
             _console().print(f"lab {lab.prefix}: scenario [bold]{loaded.name}[/], probe running")
             outcome = play(lab, loaded, out, timeout_s=timeout)
-        finally:
-            if owned and not keep:
-                lab.down()
         if json_out:
             print(json.dumps({"lab": lab.prefix, **_outcome_json(outcome)}, indent=1))
         _render_rows(f"{loaded.name}: {loaded.description}", outcome)
@@ -230,28 +250,16 @@ def replay_cmd(
 ) -> None:
     """Replay a censorship event phase by phase; writes one results file per phase."""
     with command_boundary():
-        from probe.lab.netns import LabError
         from probe.lab.replay import replay
-        from probe.lab.scenarios import ScenarioError, load_replay, scenario_path
+        from probe.lab.scenarios import load_replay
 
-        try:
-            plan = load_replay(scenario_path(name))
-        except ScenarioError as exc:
-            raise UsageError(str(exc)) from exc
-        _need_root()
+        plan = _load(load_replay, name)
         out = (output or Path("results") / "lab-replay" / plan.name).resolve()
-        try:
-            lab, owned = _open_lab(prefix, targets)
-        except LabError as exc:
-            raise UsageError(str(exc)) from exc
         console = _console()
         total = len(plan.phases)
-        try:
+        with _lab_for(prefix, targets) as lab:
             outcomes = replay(lab, plan, out, timeout,
                               progress=lambda i, text: console.print(f"[{i}/{total}] {text}"))
-        finally:
-            if owned:
-                lab.down()
         for phase, outcome in zip(plan.phases, outcomes, strict=True):
             _render_rows(f"{phase.date:%Y-%m-%d} {phase.network_type}: {phase.scenario}",
                          outcome)
