@@ -32,6 +32,7 @@ from probe import failures, stun
 
 if TYPE_CHECKING:
     from probe.checks import CheckContext
+    from probe.net import UdpFlow
 
 RTO_S = 0.5  # RFC 8489 6.2.1: initial RTO >= 500 ms
 MAX_SENDS = 7  # Rc
@@ -338,35 +339,39 @@ async def trials(ctx: CheckContext, ip: str, port: int, makers: dict[str, Payloa
             await flow.send(payload.data)
             stats[kind].sent += 1
             outstanding.append((kind, payload, now))
-            until = now + per_trial
-            while loop.time() < until:
-                try:
-                    reply = await flow.recv(until - loop.time())
-                except TimeoutError:
-                    break
-                except OSError as exc:
-                    result["icmp"] = udp_failure(exc)
-                    continue
-                _match(reply, outstanding, stats, loop.time())
-                if not any(p is payload for _, p, _ in outstanding):
-                    break
+            await _collect(flow, outstanding, stats, result, now + per_trial, payload)
         # late answers (an answer may come just after its trial's window)
-        until = min(deadline, loop.time() + per_trial)
-        while outstanding and loop.time() < until:
-            try:
-                reply = await flow.recv(until - loop.time())
-            except TimeoutError:
-                break
-            except OSError as exc:
-                result["icmp"] = udp_failure(exc)
-                continue
-            _match(reply, outstanding, stats, loop.time())
+        await _collect(flow, outstanding, stats, result, min(deadline, loop.time() + per_trial))
     except OSError as exc:
         result["failure"] = udp_failure(exc)
     finally:
         flow.close()
     result["kinds"] = {k: s.to_json() for k, s in stats.items()}
     return result
+
+
+async def _collect(flow: UdpFlow, outstanding: list[tuple[str, Payload, float]],
+                   stats: dict[str, KindStats], result: dict[str, Any], until: float,
+                   awaited: Payload | None = None) -> None:
+    """Receive and match answers until the loop time ``until``, or sooner once ``awaited``
+    (without it: every outstanding payload) is answered. An ICMP error on the flow is noted
+    in ``result["icmp"]`` and receiving goes on."""
+    loop = asyncio.get_running_loop()
+
+    def waiting() -> bool:
+        if awaited is None:
+            return bool(outstanding)
+        return any(p is awaited for _, p, _ in outstanding)
+
+    while waiting() and loop.time() < until:
+        try:
+            reply = await flow.recv(until - loop.time())
+        except TimeoutError:
+            return
+        except OSError as exc:
+            result["icmp"] = udp_failure(exc)
+            continue
+        _match(reply, outstanding, stats, loop.time())
 
 
 def _match(reply: bytes, outstanding: list[tuple[str, Payload, float]],
