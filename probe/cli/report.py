@@ -13,7 +13,7 @@ import typer
 
 from probe.cli.app import app
 from probe.cli.common import UsageError, command_boundary, stderr_console
-from probe.cli.timeline import RULE_HELP
+from probe.cli.timeline import RULE_HELP, tracked_files
 
 
 @app.command("report")
@@ -32,27 +32,19 @@ def report_command(
     """Write one HTML file (opens without network) with a status-over-time chart per
     service and network, the onset/restoration events and the latest verdicts."""
     with command_boundary():
-        from rich.progress import track
-
         from probe.report import render_report
-        from probe.results import ResultsError, expand_paths
         from probe.timeline import Rule, build_timeline
 
         console = stderr_console()
         try:
             rule = Rule(window=window, threshold=confirm, impaired_is_down=not impaired_is_ok)
-            files = expand_paths(paths)
-        except (ValueError, ResultsError) as exc:
+        except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if not files:
-            raise UsageError(f"no results files (*.jsonl, *.jsonl.gz) in "
-                             f"{', '.join(map(str, paths))}")
+        _files, stream = tracked_files(paths, console)
 
         def warn(message: str) -> None:
             console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
-        stream = track(files, description="reading run summaries", console=console,
-                       transient=True, disable=not console.is_terminal)
         timeline = build_timeline(stream, rule, warn)
         rule_text = (f"Events: a change counts when {rule.threshold} of {rule.window} "
                      f"conclusive runs agree. " + RULE_HELP.split(". ", 1)[0] + ".")

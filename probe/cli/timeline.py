@@ -18,6 +18,8 @@ from probe.cli.app import app
 from probe.cli.common import UsageError, command_boundary, stderr_console
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from rich.console import Console
 
     from probe.timeline import Timeline
@@ -49,9 +51,7 @@ def timeline_command(
     ] = False,
 ) -> None:
     with command_boundary():
-        from rich.progress import track
-
-        from probe.results import ResultsError, expand_paths
+        from probe.results import ResultsError
         from probe.timeline import Rule, build_timeline
 
         console = stderr_console()
@@ -59,19 +59,11 @@ def timeline_command(
             rule = Rule(window=window, threshold=confirm, impaired_is_down=not impaired_is_ok)
         except ValueError as exc:
             raise UsageError(f"--window/--confirm: {exc}") from None
-        try:
-            files = expand_paths(paths)
-        except ResultsError as exc:
-            raise UsageError(str(exc)) from None
-        if not files:
-            raise UsageError(f"no results files (*.jsonl, *.jsonl.gz) in "
-                             f"{', '.join(map(str, paths))}")
+        files, stream = tracked_files(paths, console)
 
         def warn(message: str) -> None:
             console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
-        stream = track(files, description="reading run summaries", console=console,
-                       transient=True, disable=not console.is_terminal)
         try:
             timeline = build_timeline(stream, rule, warn)
         except ResultsError as exc:
@@ -79,6 +71,24 @@ def timeline_command(
         render(console, timeline, len(files))
         if json_out:
             sys.stdout.write(json.dumps(timeline.to_json(), indent=2) + "\n")
+
+
+def tracked_files(paths: list[Path], console: Console) -> tuple[list[Path], Iterable[Path]]:
+    """The results files PATHS name (a usage error when a path is missing or there is none),
+    and the same files behind a progress bar on ``console`` for reading their summaries."""
+    from rich.progress import track
+
+    from probe.results import ResultsError, expand_paths
+
+    try:
+        files = expand_paths(paths)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    if not files:
+        raise UsageError(f"no results files (*.jsonl, *.jsonl.gz) in "
+                         f"{', '.join(map(str, paths))}")
+    return files, track(files, description="reading run summaries", console=console,
+                        transient=True, disable=not console.is_terminal)
 
 
 def render(console: Console, timeline: Timeline, files: int) -> None:
