@@ -75,6 +75,39 @@ async def test_fake_only_the_real_sni_fails_is_tls_sni(rule: str) -> None:
     assert {h["role"] for h in keys["tls_handshakes"]} == {"target", "decoy"}
 
 
+@pytest.mark.parametrize("decoy_first", [False, True])
+@pytest.mark.parametrize("first", ["timeout", "reset"])
+async def test_fake_real_sni_failing_once_is_retried_and_works(
+        first: str, decoy_first: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real handshake that stalls (or is reset) once, next to a decoy that completes, is
+    # not SNI filtering when the name then completes: a slow moment, not a filter. Either
+    # order leaves the retry room in the budget.
+    monkeypatch.setattr(tls_check.random, "shuffle",
+                        lambda order: order.reverse() if decoy_first else None)
+    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": [first, "ok"]})
+    keys = await run_tls(net, "chat.test", budget=2.0)
+    assert keys["failure"] is None and keys["sni_blocked"] is False
+    assert tls_check.methods(keys) == []
+    reals = [h for h in keys["tls_handshakes"] if h["role"] == "target"]
+    assert [r["failure"] is None for r in reals] == [False, True]
+    assert max(h["order"] for h in keys["tls_handshakes"]) == 2  # after the decoy
+
+
+async def test_fake_sni_filter_fails_the_retry_too() -> None:
+    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "reset"})
+    keys = await run_tls(net, "chat.test", budget=2.0)
+    reals = [h for h in keys["tls_handshakes"] if h["role"] == "target"]
+    assert len(reals) == 2 and all(r["failure"] == failures.CONNECTION_RESET for r in reals)
+    assert keys["sni_blocked"] is True and tls_check.methods(keys) == ["tls_sni"]
+
+
+async def test_fake_no_retry_when_the_decoy_fails_too() -> None:
+    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "handshake_failure",
+                                              "example.com": "handshake_failure"})
+    keys = await run_tls(net, "chat.test", budget=2.0)
+    assert len(keys["tls_handshakes"]) == 2  # one real, one decoy: both failing is no SNI sign
+
+
 async def test_fake_both_names_fail_handshake_is_tls_failure() -> None:
     net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "handshake_failure",
                                               "example.com": "handshake_failure"})
@@ -137,7 +170,7 @@ async def test_loopback_sni_filter_is_tls_sni(tmp_path: Path) -> None:
     with LoopbackTlsServer(["chat.test"], tmp_path, blocked_sni=("chat.test",)) as srv:
         cfg = RunConfig(timeout_s=3.0, ca_bundle=str(srv.ca_file))
         keys = await run_tls(RealNetwork(), "chat.test", srv.port, cfg, seeded("chat.test"))
-        assert srv.resets == 1
+        assert srv.resets == 2  # the real name, and its retry after the decoy completed
     assert keys["failure"] == failures.CONNECTION_RESET
     assert tls_check.methods(keys) == ["tls_sni"]
 
