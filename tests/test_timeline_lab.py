@@ -36,7 +36,7 @@ def test_morocco_2016_replay_dated_by_timeline(tmp_path: Path) -> None:
     # there is nothing to replay; from then on this test runs (and fails under CI if the
     # lab cannot run, like every lab test).
     pytest.importorskip("probe.lab.replay", reason="voip-probe lab replay is not here yet")
-    replay = voip_probe("lab", "replay", "morocco-2016", "--timeout", "3", "--json",
+    replay = voip_probe("lab", "replay", "morocco-2016", "--timeout", "4", "--json",
                         "--output", str(tmp_path))
     assert replay.returncode == 0, replay.stderr[-4000:]  # every phase reached its verdicts
     files = [Path(f) for f in json.loads(replay.stdout)["results_files"]]

@@ -89,7 +89,7 @@ def test_lab_run_tcp_drop_passes_and_tears_down(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_replay_morocco_2016(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}
-    res = voip_probe("lab", "replay", "morocco-2016", "--timeout", "3", "--json", "--output",
+    res = voip_probe("lab", "replay", "morocco-2016", "--timeout", "4", "--json", "--output",
                      str(tmp_path), env=env)
     assert res.returncode in (0, 1), res.stderr
     out = json.loads(res.stdout)
