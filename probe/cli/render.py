@@ -16,6 +16,28 @@ EXPLAIN = {
 }
 
 
+# What each blocking method means, in words a volunteer can repeat (one line per method
+# shown under the table; tests/test_render.py checks every method of DESIGN.md has one).
+METHOD_TEXT = {
+    "dns_nxdomain": "the resolver says the name does not exist (NXDOMAIN)",
+    "dns_servfail": "the resolver fails for the name (SERVFAIL)",
+    "dns_timeout": "no DNS answer comes back for the name",
+    "dns_injection": "forged DNS answers arrive on the way (injection)",
+    "dns_bogon": "the resolver answers a private or reserved address (bogon)",
+    "tcp_reset": "connections are cut by a reset (RST)",
+    "tcp_timeout": "connection attempts get no answer (packets dropped)",
+    "tcp_refused": "connections are refused",
+    "tls_sni": "TLS fails only when the service's name is sent (SNI filtering)",
+    "tls_failure": "TLS handshakes fail whatever the name",
+    "http_failure": "HTTPS requests fail after the TLS handshake",
+    "udp_blocked": "UDP to the call ports gets nothing back",
+    "stun_dpi": "STUN (call set-up) is dropped while other UDP passes on the same port",
+    "app_stun_dpi": "the app's own STUN is dropped while plain STUN passes",
+    "relay_unreachable": "the call relays cannot be reached",
+    "throttled": "call-like traffic is slowed down",
+}
+
+
 def styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
@@ -45,6 +67,10 @@ def render_summary(console: Any, summary: dict[str, Any]) -> None:
             cells.append(cell)
         table.add_row(f"[bold]{sid}[/]\n{styled(svc['status'])}", *cells)
     console.print(table)
+    shown = sorted({m for svc in summary.get("services", {}).values()
+                    for v in svc.get("functions", {}).values() for m in v.get("methods", ())})
+    for method in shown:
+        console.print(f"[dim]{method}[/]: {METHOD_TEXT.get(method, method)}", highlight=False)
     controls = net.get("controls", {})
     console.print(
         f"network: [bold]{net.get('status')}[/] ({net.get('asn')}, {net.get('cc')}, "
