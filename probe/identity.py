@@ -315,8 +315,11 @@ async def cymru_origin(net: Network, cfg: RunConfig, conf: IdentityConfig, ip: s
     for text in texts:
         fields = [f.strip() for f in text.split("|")]
         asn = fields[0].split()[0] if fields and fields[0] else ""
-        if asn.isdigit():
-            cc = fields[2].upper() if len(fields) > 2 and len(fields[2]) == 2 else "ZZ"
+        # ASCII only: the ASN and country go into the report id and the file name, and an
+        # answer is network input ("١٢٣".isdigit() is true too).
+        if asn.isascii() and asn.isdigit() and len(asn) <= 10:
+            code = fields[2] if len(fields) > 2 else ""
+            cc = code.upper() if len(code) == 2 and code.isascii() and code.isalpha() else "ZZ"
             return (asn, cc), ""
     return None, failure or "malformed TXT answer"
 

@@ -173,3 +173,22 @@ def test_session_scrubs_the_public_ip_everywhere(tmp_path: Path) -> None:
         assert (PUBLIC.encode() in data) is present
         assert "_AS64500_" in outcome.results_file.name
         assert outcome.summary["network"]["asn"] == "AS64500"
+
+
+@pytest.mark.parametrize(("origin", "asn", "cc"), [
+    ("64500 | 198.18.44.0/24 | MA | afrinic | 2016-01-07", "AS64500", "MA"),
+    ("64500 | 198.18.44.0/24 | 1! | afrinic | 2016-01-07", "AS64500", "ZZ"),
+    ("64500 | 198.18.44.0/24", "AS64500", "ZZ"),
+    ("٦٤٥٠٠ | 198.18.44.0/24 | MA", "AS0", "ZZ"),  # not ASCII digits: not an ASN
+    ("../../x | 198.18.44.0/24 | MA", "AS0", "ZZ"),
+    ("", "AS0", "ZZ"),
+    ("99999999999999999999 | 198.18.44.0/24 | MA", "AS0", "ZZ"),
+])
+async def test_malformed_cymru_answers_never_reach_names(tmp_path: Path, origin: str,
+                                                         asn: str, cc: str) -> None:
+    txt = {**CYMRU, "44.44.18.198.origin.asn.cymru.com": [origin]}
+    net = FakeNetwork(names={STUN_HOST: ["198.18.3.3"]}, txt=txt,
+                      udp_responder=stun_responder(PUBLIC))
+    found = await lookup(cfg(tmp_path), net)
+    assert (found.asn, found.cc) == (asn, cc)
+    assert re.fullmatch(r"AS\d+", found.asn) and re.fullmatch(r"[A-Z]{2}", found.cc)
