@@ -28,6 +28,8 @@ CHECK_TIMEOUT_S = 4.0  # shorter than the probe's default budget, to keep CI fas
 # Under loss, a short budget leaves room for only one or two SYN retransmissions (1 s, 3 s)
 # after a lost DNS query: lossy runs use the probe's own default budget, as volunteers do.
 LOSSY = {"lossy-clean"}
+# Methods only DNS tampering or SNI filtering can cause.
+SIGNAL_METHODS = {"dns_nxdomain", "dns_servfail", "dns_injection", "dns_bogon", "tls_sni"}
 
 
 def missing_requirements(scenario: Scenario) -> list[str]:
@@ -63,6 +65,13 @@ def test_scenario_verdicts(lab: Lab, scenario: Scenario, tmp_path: Path) -> None
     assert outcome.rows and not failed, "\n".join(
         f"{r.service}/{r.function}: expected {r.expected} {list(r.expected_methods)}, "
         f"got {r.actual} {list(r.actual_methods)}" for r in failed)
+    # The DNS-tampering and SNI methods appear only in the scenarios that expect them
+    # (issue 5): a scenario that drops UDP or resets TCP must not read as DNS or SNI censorship.
+    expected = {m for item in scenario.expect for m in item.methods}
+    stray = {(svc, fn, m) for svc, sv in outcome.run.summary["services"].items()
+             for fn, fv in sv["functions"].items() for m in fv["methods"]
+             if m in SIGNAL_METHODS and m not in expected}
+    assert not stray, f"methods this scenario does not cause: {sorted(stray)}"
 
 
 @pytest.mark.parametrize("run_index", range(10))
