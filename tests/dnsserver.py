@@ -9,7 +9,6 @@ also serves a probe started as a subprocess.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,55 +17,46 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from tests.background import BackgroundServer
+
 Reply = "dns.message.Message | bytes | None"
 Handler = Callable[[dns.message.Message], "Reply | list[Reply]"]
 
 
-class LoopbackDnsServer:
+class LoopbackDnsServer(BackgroundServer):
     def __init__(self, handle: Handler, host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.handle = handle
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()
         self.queries: list[tuple[str, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def resolver(self) -> str:
         return f"{self.address[0]}:{self.address[1]}"
 
-    def __enter__(self) -> LoopbackDnsServer:
-        self._thread.start()
-        return self
+    def _serve_once(self) -> None:
+        data, peer = self.sock.recvfrom(65535)
+        self._answer(data, peer)
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(65535)
-            except (TimeoutError, OSError):
+    def _answer(self, data: bytes, peer: Any) -> None:
+        try:
+            request = dns.message.from_wire(data)
+        except Exception:
+            return
+        q = request.question[0]
+        self.queries.append((str(q.name).rstrip("."), dns.rdatatype.to_text(q.rdtype)))
+        replies = self.handle(request)
+        for reply in replies if isinstance(replies, list) else [replies]:
+            if reply is None:
                 continue
+            wire = reply if isinstance(reply, bytes) else reply.to_wire()
             try:
-                request = dns.message.from_wire(data)
-            except Exception:
-                continue
-            q = request.question[0]
-            self.queries.append((str(q.name).rstrip("."), dns.rdatatype.to_text(q.rdtype)))
-            replies = self.handle(request)
-            for reply in replies if isinstance(replies, list) else [replies]:
-                if reply is None:
-                    continue
-                wire = reply if isinstance(reply, bytes) else reply.to_wire()
-                try:
-                    self.sock.sendto(wire, peer)
-                except OSError:
-                    pass
+                self.sock.sendto(wire, peer)
+            except OSError:
+                pass
 
 
 def zone_handler(zone: dict[str, list[str]], rules: dict[str, str] | None = None) -> Handler:

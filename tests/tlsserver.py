@@ -15,14 +15,16 @@ import ssl
 import struct
 import threading
 from pathlib import Path
-from typing import Any
+
+from tests.background import BackgroundServer
 
 
-class LoopbackTlsServer:
+class LoopbackTlsServer(BackgroundServer):
     def __init__(self, names: list[str], tmp: Path, blocked_sni: tuple[str, ...] = (),
                  mode: str = "http", status: int = 200) -> None:
         import trustme
 
+        super().__init__()
         self.ca = trustme.CA()
         self.ca_file = tmp / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
@@ -35,25 +37,10 @@ class LoopbackTlsServer:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.resets = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> LoopbackTlsServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+    def _serve_once(self) -> None:
+        conn, _ = self.sock.accept()
+        threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(5)
