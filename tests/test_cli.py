@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,58 @@ def test_network_type_is_unknown_without_a_terminal(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     assert run_cli.ask_network_type() == "unknown"
+
+
+def test_ctrl_c_at_the_network_type_prompt_is_an_interruption(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+
+    from probe.cli import run as run_cli
+
+    def abort(*_a: object, **_k: object) -> str:
+        raise typer.Abort()  # what the prompt raises on Ctrl-C or Ctrl-D
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(run_cli.typer, "prompt", abort)
+    with pytest.raises(KeyboardInterrupt):  # exit 130 "interrupted", not "internal error"
+        run_cli.ask_network_type()
+
+
+def test_network_type_prompt_on_a_real_terminal(tmp_path: Path) -> None:
+    """On a pseudo-terminal: the prompt appears, a typo is asked again, and Ctrl-D ends
+    the command as an interruption (exit 130) before anything is measured or written."""
+    import os
+    import select
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "probe", "run", "--output", str(tmp_path)],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(needle: bytes, timeout_s: float = 20.0) -> None:
+        nonlocal seen
+        end = time.monotonic() + timeout_s
+        while needle not in seen and time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+        assert needle in seen, seen.decode(errors="replace")
+
+    try:
+        read_until(b"Which network are you on?")
+        os.write(master, b"4g\n")
+        read_until(b"'4g' is not one of")
+        os.write(master, b"\x04")  # Ctrl-D
+        assert proc.wait(timeout=20) == 130, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert "internal error" not in seen.decode(errors="replace")
+    assert not list(tmp_path.glob("*.jsonl"))

@@ -149,9 +149,12 @@ def ask_network_type() -> str:
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return "unknown"
     while True:
-        answer = str(typer.prompt(
-            "Which network are you on? (mobile = 3G/4G/5G, fixed = ADSL/fibre at home, "
-            "wifi, unknown)", default="unknown", err=True)).strip().lower()
+        try:
+            answer = str(typer.prompt(
+                "Which network are you on? (mobile = 3G/4G/5G, fixed = ADSL/fibre at home, "
+                "wifi, unknown)", default="unknown", err=True)).strip().lower()
+        except typer.Abort:  # Ctrl-C or Ctrl-D at the prompt: the volunteer stops here
+            raise KeyboardInterrupt from None
         if answer in NETWORK_TYPES:
             return answer
         typer.echo(f"{answer!r} is not one of {', '.join(NETWORK_TYPES)}", err=True)
