@@ -94,24 +94,27 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     # the run, and what was measured gets an ``interrupted`` summary).
     ctrl_c = _CtrlC()
     ctrl_c.defer()
-    with ResultsWriter(path) as writer:
-        try:
-            ctrl_c.allow()
-            asyncio.run(run_plan(plan, cfg, net, info, emit, progress))
-            if after_scan is not None:
-                extra = after_scan(list(written), emit, info)
-            ctrl_c.defer()
-        except KeyboardInterrupt:
-            ctrl_c.defer()
-            interrupted = True
-        summary = build_summary(written, info, identity, cfg, path,
-                                (datetime.now(UTC) - loop_start).total_seconds())
-        if extra:
-            summary.update(extra)
-        if interrupted:
-            summary["interrupted"] = True
-        writer.write(scrub({"record": "summary", **summary}, secrets))
-    if ctrl_c.restore() and not interrupted:
+    try:
+        with ResultsWriter(path) as writer:
+            try:
+                ctrl_c.allow()
+                asyncio.run(run_plan(plan, cfg, net, info, emit, progress))
+                if after_scan is not None:
+                    extra = after_scan(list(written), emit, info)
+                ctrl_c.defer()
+            except KeyboardInterrupt:
+                ctrl_c.defer()
+                interrupted = True
+            summary = build_summary(written, info, identity, cfg, path,
+                                    (datetime.now(UTC) - loop_start).total_seconds())
+            if extra:
+                summary.update(extra)
+            if interrupted:
+                summary["interrupted"] = True
+            writer.write(scrub({"record": "summary", **summary}, secrets))
+    finally:  # whatever happened, Ctrl-C works again afterwards
+        pressed = ctrl_c.restore()
+    if pressed and not interrupted:
         interrupted = True  # pressed as the run ended: the file is complete all the same
     if interrupted:
         raise KeyboardInterrupt(str(path))

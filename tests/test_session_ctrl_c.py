@@ -72,3 +72,16 @@ def test_ctrl_c_before_the_run_starts_gives_an_interrupted_summary(
     rf = read_results(path)
     assert rf.summary is not None and rf.summary.get("interrupted") is True
     assert rf.measurements == []
+
+
+def test_a_failure_to_write_puts_the_ctrl_c_handler_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unwritable(session.ResultsWriter):  # type: ignore[misc, name-defined]
+        def __enter__(self) -> Any:
+            raise PermissionError(13, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(session, "ResultsWriter", Unwritable)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(PermissionError):
+        session.run_session(one_endpoint_plan(), cfg(tmp_path), tmp_path / "out", net=net())
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C is not left swallowed
