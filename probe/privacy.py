@@ -26,8 +26,9 @@ SCRUBBED = "[scrubbed]"
 # A form of an address is whole when no digit (hex digit for IPv6) continues it, directly
 # or after a dot (colon for IPv6): "1.2.3.4" is not inside "11.2.3.4" or "1.2.3.45".
 _V4_WHOLE = r"(?<![0-9])(?<![0-9]\.)({})(?![0-9])(?!\.[0-9])"
-_HEX_DOTTED_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]\.)({})(?![0-9a-fA-F])(?!\.[0-9a-fA-F])"
-_V6_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]:)({})(?![0-9a-fA-F])(?!:[0-9a-fA-F])"
+# Hex forms match in either case (2001:DB8::1 is 2001:db8::1).
+_HEX_DOTTED_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]\.)((?i:{}))(?![0-9a-fA-F])(?!\.[0-9a-fA-F])"
+_V6_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]:)((?i:{}))(?![0-9a-fA-F])(?!:[0-9a-fA-F])"
 
 
 def address_forms(secret: str) -> dict[str, set[str]]:
@@ -66,8 +67,7 @@ def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
         # Longest first, so that a form is never cut short by a shorter one it contains.
         alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
         parts.append(whole[kind].format(alternatives))
-    flags = re.IGNORECASE if {"v6", "hex_dotted"} & groups.keys() else 0
-    return re.compile("|".join(parts), flags)
+    return re.compile("|".join(parts))
 
 
 def _scrub(obj: Any, pattern: re.Pattern[str]) -> Any:
