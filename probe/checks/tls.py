@@ -59,6 +59,13 @@ def methods(test_keys: TestKeys) -> list[str]:
     return ["tls_sni"] if test_keys.get("sni_blocked") else ["tls_failure"]
 
 
+def only_the_name_failed(real: dict[str, Any], decoy: dict[str, Any]) -> bool:
+    """The SNI signal of one address: the real handshake failed, not on its certificate,
+    while the decoy's completed."""
+    return real["failure"] is not None and real["failure"] not in _CERT_FAILURES \
+        and decoy_completed(decoy["failure"])
+
+
 def decoy_completed(failure: str | None) -> bool:
     """A decoy handshake completed: no failure, or only its name was not on the cert."""
     return failure is None or failure == failures.SSL_INVALID_HOSTNAME
@@ -107,7 +114,7 @@ def judge(keys: TestKeys, pairs: list[list[dict[str, Any]]]) -> None:
     keys["failed_operation"] = "tls_handshake"
     for pair, real in zip(pairs, reals, strict=True):
         decoy = next(h for h in pair if h["role"] == "decoy")
-        if decoy_completed(decoy["failure"]) and real["failure"] not in _CERT_FAILURES:
+        if only_the_name_failed(real, decoy):
             keys["failure"] = real["failure"]
             keys["sni_blocked"] = True
             return
@@ -134,8 +141,7 @@ async def sni_pair(ctx: CheckContext, ip: str, port: int, sni: str,
         out.append(await handshake(ctx, ip, port, name, role, share, index))
     real = next(h for h in out if h["role"] == "target")
     decoy_entry = next(h for h in out if h["role"] == "decoy")
-    if real["failure"] is not None and real["failure"] not in _CERT_FAILURES \
-            and decoy_completed(decoy_entry["failure"]) and ctx.remaining() >= MIN_RETRY_S:
+    if only_the_name_failed(real, decoy_entry) and ctx.remaining() >= MIN_RETRY_S:
         out.append(await handshake(ctx, ip, port, sni, "target", ctx.remaining(), len(out)))
     return out
 
