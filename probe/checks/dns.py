@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -182,10 +182,8 @@ class HostResolver:
         """The injection probe for ``host`` (to ``target``), run once per pass."""
         from probe.checks.dns_tampering import injection_probe
 
-        if host not in self._probes:
-            self._probes[host] = asyncio.ensure_future(
-                injection_probe(self._net, target, host, deadline))
-        return asyncio.shield(self._probes[host])
+        return _once(self._probes, host,
+                     lambda: injection_probe(self._net, target, host, deadline))
 
     def control(self, host: str, deadline: float) -> asyncio.Future[dict[str, Any]]:
         """The control resolver's (``--doh``) answers for ``host``, once per pass."""
@@ -194,10 +192,9 @@ class HostResolver:
         url = self._cfg.doh_url
         if url is None:
             raise ValueError("no control resolver configured (--doh)")
-        if host not in self._controls:
-            self._controls[host] = asyncio.ensure_future(
-                control_lookup(self._net, url, host, deadline, self._cfg.ca_bundle))
-        return asyncio.shield(self._controls[host])
+        return _once(self._controls, host,
+                     lambda: control_lookup(self._net, url, host, deadline,
+                                            self._cfg.ca_bundle))
 
     def server(self) -> tuple[str, int] | None:
         if self._cfg.resolver:
@@ -265,6 +262,16 @@ class HostResolver:
             keys["answered_addresses"] = addresses
             keys["addresses"] = []
         return DnsResult(list(keys["addresses"]), keys["failure"], keys)
+
+
+def _once(tasks: dict[str, asyncio.Task[dict[str, Any]]], host: str,
+          start: Callable[[], Coroutine[Any, Any, dict[str, Any]]]
+          ) -> asyncio.Future[dict[str, Any]]:
+    """The one task per host and pass (started on first use), shielded so that a check
+    that gives up waiting does not cancel it for the others."""
+    if host not in tasks:
+        tasks[host] = asyncio.ensure_future(start())
+    return asyncio.shield(tasks[host])
 
 
 def _overall_failure(a: str | None, aaaa: str | None) -> str:
