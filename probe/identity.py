@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from probe import failures
 from probe.model import Identity, RunConfig
+from probe.net import split_host_port
 
 if TYPE_CHECKING:
     from probe.net import Network
@@ -93,18 +94,6 @@ def load_config(path: Path | None = None) -> IdentityConfig:
         origin6_zone=str(table.get("origin6_zone", "origin6.asn.cymru.com")),
         asn_zone=str(table.get("asn_zone", "asn.cymru.com")),
         source=str(path))
-
-
-def split_host_port(value: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` -> (host, port)."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if value.count(":") == 1:
-        host, port = value.split(":")
-        return host, int(port)
-    return value, default_port
 
 
 # --- the ASN database file ---------------------------------------------------------------

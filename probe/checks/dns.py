@@ -142,15 +142,9 @@ class DnsResult:
 
 def parse_resolver(value: str) -> tuple[str, int]:
     """``IP``, ``IP:PORT``, ``[v6]:PORT`` or a bare IPv6 address -> (ip, port)."""
-    value = value.strip()
-    ip, port = value, 53
-    if value.startswith("["):
-        ip, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
-            port = int(rest[1:])
-    elif value.count(":") == 1:
-        ip, port_s = value.split(":")
-        port = int(port_s)
+    from probe.net import split_host_port
+
+    ip, port = split_host_port(value, 53)
     ipaddress.ip_address(ip)  # raises ValueError for a host name or garbage
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} out of range")

@@ -115,7 +115,7 @@ def build_config(*, resolver: str | None, doh: str | None, reflector: str | None
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
     for server in stun_servers or []:
-        from probe.identity import split_host_port
+        from probe.net import split_host_port
         from probe.targets import valid_hostname
 
         try:
