@@ -50,7 +50,8 @@ def serve(
         try:
             import uvicorn
 
-            from probe.collector.api import CollectorConfig, create_app
+            from probe.collector.app import create_app
+            from probe.collector.config import CollectorConfig
             from probe.collector.storage import Storage, StorageUnavailable
         except ImportError as exc:
             raise UsageError(

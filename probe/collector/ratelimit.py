@@ -4,6 +4,10 @@ Uploaders' addresses are never stored: a client is keyed by a keyed hash (HMAC w
 random per-process key) of its address, held in memory, and forgotten once its bucket is
 full again. Many volunteers may share one address (mobile carrier-grade NAT), so the
 default limit is generous; ``--rate-limit 0`` disables it.
+
+Every request under ``/api/`` takes one token (:func:`take_token`), wherever it is
+answered: in a route's dependency (:func:`probe.collector.deps.limit_rate`), in the
+refusal of a query holding NUL, or as a 404/405 when it matched no route.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import hmac
 import os
 import threading
 import time
+
+from starlette.requests import Request
 
 MAX_CLIENTS = 100_000
 
@@ -54,3 +60,13 @@ class RateLimiter:
         for key, (_, last) in list(self._buckets.items()):
             if now - last >= full_after:
                 del self._buckets[key]
+
+
+def take_token(request: Request) -> float:
+    """Take the token of a request under ``/api/`` from its client's bucket (the app's
+    ``state.limiter``), once per request; return 0 when allowed, else the seconds to wait."""
+    if not request.url.path.startswith("/api/") or getattr(request.state, "rate_taken", False):
+        return 0.0
+    request.state.rate_taken = True
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter.check(request.client.host if request.client else "")

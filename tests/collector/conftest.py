@@ -111,7 +111,8 @@ def api(storage: Storage) -> Iterator[Any]:
     """An HTTP client on the collector app (in process), with an admin token."""
     from fastapi.testclient import TestClient
 
-    from probe.collector.api import CollectorConfig, create_app
+    from probe.collector.app import create_app
+    from probe.collector.config import CollectorConfig
 
     cfg = CollectorConfig(admin_token=ADMIN_TOKEN, rate_limit_per_min=0, max_bytes=1 << 20)
     with TestClient(create_app(storage, cfg)) as client:

@@ -201,7 +201,8 @@ def test_admin_disabled_without_token_and_rate_limit(tmp_path: Path, storage: St
                                                      make_results: Any) -> None:
     from fastapi.testclient import TestClient
 
-    from probe.collector.api import CollectorConfig, create_app
+    from probe.collector.app import create_app
+    from probe.collector.config import CollectorConfig
 
     app = create_app(storage, CollectorConfig(rate_limit_per_min=3))
     with TestClient(app) as client:

@@ -27,7 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from probe.collector.api import RESULTS_MEDIA_TYPES, CollectorConfig, create_app
+from probe.collector.app import create_app
+from probe.collector.config import CollectorConfig
+from probe.collector.schemas import RESULTS_MEDIA_TYPES
 from probe.collector.storage import Storage
 
 # The upload body is raw bytes whatever its media type.

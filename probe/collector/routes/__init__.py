@@ -1,0 +1,15 @@
+"""The collector's HTTP routes, one module per concern (DESIGN.md "Collector").
+
+- :mod:`~probe.collector.routes.upload`: ``POST /api/v1/results``.
+- :mod:`~probe.collector.routes.queries`: ``GET /api/v1/measurements``, ``GET /api/v1/summary``.
+- :mod:`~probe.collector.routes.admin`: export and delete stored files (admin token).
+- :mod:`~probe.collector.routes.health`: ``GET /api/v1/health``.
+
+:data:`ROUTERS` is their order in the OpenAPI description.
+"""
+
+from fastapi import APIRouter
+
+from probe.collector.routes import admin, health, queries, upload
+
+ROUTERS: tuple[APIRouter, ...] = (upload.router, queries.router, admin.router, health.router)
