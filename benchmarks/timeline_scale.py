@@ -5,7 +5,7 @@ networks (ASN x network type), runs every 30 minutes on each, ``--per-file``
 measurements per run, calls blocked during a ban period with intermittent leaks, and a
 few crashed files without a summary line. Then, side by side in one process:
 
-1. ``timeline``: :func:`probe.timeline.build_timeline` (what ``voip-probe timeline``
+1. ``timeline``: :func:`probe.analysis.timeline.build_timeline` (what ``voip-probe timeline``
    runs), timed, then run again under tracemalloc for its peak Python memory;
 2. the CLI end to end in a subprocess (``voip-probe timeline DIR --json``), timed, with
    its peak resident memory (getrusage of the child);
@@ -34,8 +34,8 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from probe.analysis.timeline import Rule, build_timeline
 from probe.results import expand_paths, iter_records
-from probe.timeline import Rule, build_timeline
 
 SERVICES = {"whatsapp": ("dns", "messaging", "registration", "web", "calls"),
             "skype": ("dns", "messaging", "web", "calls"),

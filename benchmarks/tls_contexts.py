@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import probe.net as net  # noqa: E402
-from tests.tlsserver import LoopbackTlsServer  # noqa: E402
+from tests.helpers.tlsserver import LoopbackTlsServer  # noqa: E402
 
 SHARED = net.make_ssl_context
 

@@ -197,7 +197,7 @@ async def _public_ip(net: Network, cfg: RunConfig, conf: IdentityConfig,
 async def _resolve(net: Network, cfg: RunConfig, host: str, deadline: float,
                    rdtype: str = "A") -> tuple[list[str], str | None, list[dict[str, Any]]]:
     """A lookup through the run's resolver; returns (addresses, failure, answers)."""
-    from probe.checks.dns import HostResolver, query
+    from probe.resolve import HostResolver, query
 
     try:
         ipaddress.ip_address(host)
@@ -259,7 +259,7 @@ async def dns_public_ip(net: Network, cfg: RunConfig, source: DnsIpSource,
                         deadline: float) -> tuple[str | None, str]:
     """Ask ``source.server`` (resolved by name) for ``source.name``: it answers with the
     address it sees the query come from."""
-    from probe.checks.dns import query
+    from probe.resolve import query
 
     servers, failure, _ = await _resolve(net, cfg, source.server, deadline)
     if not servers:

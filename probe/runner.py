@@ -8,7 +8,7 @@ of the checks. Each finished check is handed to ``emit`` at once (the results wr
 so a run cut short keeps everything measured so far.
 
 DNS: each service gets one ``dns`` measurement per host it uses (function ``dns``); the
-lookup itself is shared by every check of the pass (:class:`~probe.checks.dns.HostResolver`),
+lookup itself is shared by every check of the pass (:class:`~probe.resolve.HostResolver`),
 which knows each host's expected networks (the union over the plan, so that an answer
 there is never taken for a bogon).
 The confirmation pass reuses the main pass's successful lookups and repeats failed ones.
@@ -26,9 +26,10 @@ from typing import Any
 
 from probe import SCHEMA_VERSION, SOFTWARE_NAME, __version__, failures
 from probe.checks import CheckContext, get_check
-from probe.checks.dns import DnsResult, HostResolver
+from probe.hostnames import is_ip_literal
 from probe.model import Endpoint, Plan, Record, RunConfig
 from probe.net import Network
+from probe.resolve import DnsResult, HostResolver
 
 # A check that overruns its own budget by more than this is stopped by the runner.
 GRACE_S = 0.5
@@ -86,8 +87,6 @@ Emit = Callable[[Record], None]
 def dns_units(plan: Plan) -> list[Endpoint]:
     """One ``dns`` endpoint per (service, host) the plan uses; IP literals need none, and
     control services get none (their checks record their own lookups)."""
-    from probe.targets import is_ip_literal
-
     units: list[Endpoint] = []
     for svc in plan.services:
         if svc.is_control:
@@ -210,6 +209,7 @@ def make_record(info: RunInfo, ep: Endpoint, pass_name: str, keys: dict[str, Any
         "input": ep.input,
         "annotations": {**info.annotations, "network_type": info.network_type},
         "test_name": ep.check,
+        "test_version": get_check(ep.check).VERSION,
         "service": ep.service,
         "function": ep.function,
         "pool": ep.pool,

@@ -44,12 +44,8 @@ def new_report_id(start: datetime, identity: Identity) -> tuple[str, str]:
 
 
 async def resolve_identity(cfg: RunConfig, net: Network) -> Identity:
-    """The probe's network identity (:mod:`probe.identity` when present), else unknown
-    (AS0/ZZ, as OONI writes an unknown network)."""
-    import importlib.util
-
-    if importlib.util.find_spec("probe.identity") is None:
-        return Identity()
+    """The probe's network identity (:mod:`probe.identity`); AS0/ZZ when unknown, as OONI
+    writes an unknown network."""
     from probe import identity as identity_mod
 
     found: Identity = await identity_mod.lookup(cfg, net)

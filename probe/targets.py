@@ -5,8 +5,8 @@ Format: DESIGN.md "Targets file". A file holds either one ``[service]`` table wi
 ``[[services.endpoints]]``. Every problem is reported as ``file:line: reason`` and
 raises :class:`TargetsError`; nothing is silently ignored (unknown keys included).
 
-Each check declares which keys it needs and which extra options it accepts in
-:data:`CHECK_SPECS`; a new check registers itself there.
+Each check declares which keys it needs and which extra options it accepts in its own
+module (``SPEC``, :mod:`probe.checks`); the loader asks the check registry.
 """
 
 from __future__ import annotations
@@ -15,106 +15,23 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from probe.checks import check_specs
+from probe.hostnames import valid_hostname
 from probe.model import FUNCTIONS, Endpoint, Plan, Service
-from probe.stun import FLAVORS as STUN_FLAVORS
 
 
 class TargetsError(Exception):
     """A target file is missing, malformed or invalid. The message names file and line."""
 
 
-Validator = Callable[[Any], str | None]  # returns an error message or None
-
-
-def _is_str(v: Any) -> str | None:
-    return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
-
-
-def _is_bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def _is_hostname_value(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return "must be a string"
-    return None if valid_hostname(v) else f"{v!r} is not a valid host name"
-
-
-def one_of(*choices: str) -> Validator:
-    def check(v: Any) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(choices)} (got {v!r})"
-
-    return check
-
-
-@dataclass(frozen=True, slots=True)
-class CheckSpec:
-    """What an ``[[endpoints]]`` table of one check must and may contain."""
-
-    hosts: str = "required"  # required | optional | forbidden
-    ports: str = "required"
-    urls: str = "forbidden"
-    options: dict[str, Validator] = field(default_factory=dict)
-    doc: str = ""
-
-
-CHECK_SPECS: dict[str, CheckSpec] = {
-    "dns": CheckSpec(ports="forbidden", doc="resolve the hosts (A and AAAA) and nothing else"),
-    "tcp": CheckSpec(doc="TCP connect to every resolved address"),
-    # Signalling depth (probe/checks/{tls,https}.py).
-    "tls": CheckSpec(options={"sni": _is_hostname_value, "decoy_sni": _is_hostname_value},
-                     doc="TLS handshakes with the real SNI and a decoy SNI (decoy_sni, "
-                         "default example.com) to the same address: tls_sni when only the "
-                         "real one fails"),
-    "https": CheckSpec(hosts="forbidden", ports="forbidden", urls="required",
-                       doc="GET each URL (status recorded, never judged); a failure is "
-                           "placed at its layer: dns, tcp, tls (real vs decoy SNI) or http"),
-    # Call path (probe/checks/{stun,turn,udp,differential,stream,quic}.py).
-    "stun": CheckSpec(doc="STUN Binding request (RFC 8489) with retransmission; a same-port "
-                          "reflector control tells how a silent server is blocked"),
-    "turn": CheckSpec(doc="TURN Allocate without credentials: a 401 with REALM and NONCE "
-                          "proves the relay is reachable"),
-    "udp": CheckSpec(hosts="forbidden",
-                     doc="echo from the reflector (--reflector) on each port; baseline: its "
-                         "port 443"),
-    "differential": CheckSpec(
-        hosts="forbidden", options={"flavor": one_of(*STUN_FLAVORS)},
-        doc="plain STUN, app-flavoured STUN (flavor = ...) and random bytes of one length, "
-            "in random order, to the reflector on each port"),
-    "stream": CheckSpec(hosts="forbidden",
-                        doc="a call-like RTP-sized stream through the reflector on each port, "
-                            "compared with its port 443"),
-    "quic": CheckSpec(doc="QUIC version-negotiation ping (1200-byte Initial, version "
-                          "0xbabababa) to each host and port"),
-}
-
 COMMON_KEYS = {"function", "check", "hosts", "ports", "urls", "pool", "expected_networks"}
 SERVICE_KEYS = {"id", "name", "endpoints"}
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-
-
-def valid_hostname(name: str) -> bool:
-    """A DNS host name (RFC 1123 labels) or a literal IPv4/IPv6 address."""
-    if is_ip_literal(name):
-        return True
-    if len(name) > 253 or not name or name.endswith(".."):
-        return False
-    labels = name.rstrip(".").split(".")
-    return len(labels) >= 1 and all(_LABEL_RE.match(label) for label in labels)
-
-
-def is_ip_literal(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 # --- locating tables and keys in the source text ------------------------------------
@@ -301,10 +218,11 @@ def _endpoints(src: _Source, sid: str, ep: Any, header: _Table | None) -> list[E
     if not isinstance(ep, dict):
         raise err(None, "an endpoint must be a table")
     check = ep.get("check")
-    if check not in CHECK_SPECS:
-        raise err("check", f"'check' must be one of {', '.join(sorted(CHECK_SPECS))} "
+    specs = check_specs()
+    if check not in specs:
+        raise err("check", f"'check' must be one of {', '.join(sorted(specs))} "
                            f"(got {check!r})")
-    spec = CHECK_SPECS[check]
+    spec = specs[check]
     allowed = COMMON_KEYS | set(spec.options)
     for key in ep:
         if key not in allowed:

@@ -222,7 +222,7 @@ class Uploader:
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after is not None and retry_after.strip().isdigit():
             return min(self.max_backoff_s, float(retry_after))
-        base = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+        base: float = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
         return base * random.uniform(0.5, 1.0)
 
     def send(self, item: Prepared) -> Outcome:
@@ -279,7 +279,7 @@ def _error_text(resp: httpx.Response) -> str:
     try:
         body = resp.json()
         if isinstance(body, dict) and isinstance(body.get("error"), str):
-            return body["error"]
+            return str(body["error"])
     except ValueError:
         pass
     return resp.reason_phrase or f"HTTP {resp.status_code}"

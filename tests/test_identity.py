@@ -71,8 +71,8 @@ async def test_offline_fails_fast_to_as0_zz_with_a_note(tmp_path: Path) -> None:
 
 
 async def test_shipped_config_names_hosts_only() -> None:
+    from probe.hostnames import is_ip_literal
     from probe.identity import load_config
-    from probe.targets import is_ip_literal
 
     conf = load_config()
     assert conf.stun_servers and conf.dns_ip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -26,3 +27,20 @@ def test_ci_runs_the_readme_test_command() -> None:
     last = [ln for ln in ci.splitlines() if ln.strip() and not ln.startswith("#")][-1]
     assert last == setup_commands()[1]
     assert "apt-get update" in ci
+
+
+def test_readme_layout_matches_the_tree() -> None:
+    """Every module and subpackage of probe/ is named in the README's layout block, and
+    everything the block names exists."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## For developers", 1)[1].split("```\n", 2)[1]
+    named = set(re.findall(r"([A-Za-z_][\w.-]*(?:\.py|/))", block))
+    actual = {p.name + ("/" if p.is_dir() else "") for p in (ROOT / "probe").iterdir()
+              if (p.suffix == ".py" and not p.name.startswith("__"))
+              or (p.is_dir() and (p / "__init__.py").exists())}
+    assert actual - named == set(), f"not in the README layout: {sorted(actual - named)}"
+    tree = {name for top in ("probe", "tests", "configs", "benchmarks", "scripts")
+            for _dir, dirs, files in os.walk(ROOT / top)
+            for name in [*(d + "/" for d in dirs), *files]}
+    tree |= {p.name + ("/" if p.is_dir() else "") for p in ROOT.iterdir()}
+    assert named - tree == set(), f"the README layout names what does not exist: {named - tree}"

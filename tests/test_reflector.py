@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from probe import reflector, stun
-from tests._coturn import free_udp_port
+from tests.helpers.coturn import free_udp_port
 
 SERVER = "127.0.0.2"
 CLIENT = "127.0.0.3"

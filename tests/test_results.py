@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.results import ResultsError, ResultsWriter, iter_records, read_results
-from tests.dnsserver import LoopbackDnsServer, zone_handler
+from probe.results import ResultsError, ResultsWriter, expand_paths, iter_records, read_results
+from tests.helpers.dnsserver import LoopbackDnsServer, zone_handler
 
 
 def test_writer_and_reader_round_trip(tmp_path: Path) -> None:
@@ -126,3 +126,17 @@ def test_ctrl_c_mid_run_still_writes_the_summary_line(tmp_path: Path) -> None:
     rf = read_results(path)
     assert rf.summary is not None and rf.summary["interrupted"] is True
     assert "interrupted" in err and str(path) in err
+
+
+# Which files a folder argument of compare/timeline/report/upload stands for.
+def test_folders_are_searched_but_hidden_parts_are_skipped(tmp_path: Path) -> None:
+    root = tmp_path / ".data"  # a hidden folder given explicitly is searched
+    for rel in ("a.jsonl", "sub/b.jsonl.gz", ".runs/1/c.jsonl", "sub/.d.jsonl", "notes.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("{}\n")
+    got = [f.relative_to(root).as_posix() for f in expand_paths([root])]
+    assert got == ["a.jsonl", "sub/b.jsonl.gz"]
+    hidden = root / ".runs" / "1" / "c.jsonl"
+    assert expand_paths([hidden]) == [hidden]  # a file named directly is always taken
+    with pytest.raises(ResultsError, match="no such file or folder"):
+        expand_paths([tmp_path / "missing"])

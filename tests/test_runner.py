@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from probe import failures
 from probe.model import Endpoint, Plan, RunConfig, Service
 from probe.runner import RunInfo, run_plan
 from probe.testing import FAKE_NETWORKS, FakeNetwork
@@ -100,3 +101,19 @@ def test_concurrency_limit_is_respected() -> None:
     run(plan_of(*(ep("wa", f"h{i}.test") for i in range(10))), net, concurrency=3,
         timeout_s=0.05, confirm_failures=False)
     assert peak == 3
+
+
+def test_runner_gives_the_resolver_each_hosts_expected_networks() -> None:
+    def plan(expected: tuple[str, ...]) -> Plan:
+        ep = Endpoint(service="s", function="messaging", check="tcp", host="a.test", port=443,
+                      expected_networks=expected)
+        return Plan((Service("s", "s", (ep,)),))
+
+    info = RunInfo(report_id="r", start=datetime(2016, 1, 7, tzinfo=UTC))
+    for expected, failure in ((FAKE_NETWORKS, None), ((), failures.DNS_BOGON)):
+        out: list[dict] = []
+        net = FakeNetwork(names={"a.test": ["198.18.1.1"]})
+        asyncio.run(run_plan(plan(expected), RunConfig(timeout_s=1.0, confirm_failures=False),
+                             net, info, out.append))
+        assert {r["test_name"]: r["test_keys"]["failure"] for r in out} == {
+            "dns": failure, "tcp": failure}

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probe import stun
-from tests._coturn import REALM, coturn
+from tests.helpers.coturn import REALM, coturn
 
 # RFC 5769 sections 2.2 and 2.3 (sample IPv4 and IPv6 Binding responses).
 RFC5769_V4 = bytes.fromhex(

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.targets import (
-    CHECK_SPECS,
-    TargetsError,
-    is_ip_literal,
-    load_file,
-    load_plan,
-    shipped_target_files,
-)
+from probe.hostnames import is_ip_literal
+from probe.targets import TargetsError, load_file, load_plan, shipped_target_files
 
 
 def test_shipped_files_load_and_cover_the_services() -> None:
@@ -48,12 +42,23 @@ def test_every_shipped_endpoint_table_has_a_source_comment() -> None:
                 assert lines[i - 1].startswith("#"), f"{path}:{i + 1}: no source comment"
 
 
-def test_every_check_in_specs_has_a_module() -> None:
-    from probe.checks import CHECK_MODULES, get_check
+def test_every_public_module_of_checks_is_a_check_with_its_whole_contract() -> None:
+    import pkgutil
 
-    assert set(CHECK_SPECS) <= set(CHECK_MODULES)
-    for name in CHECK_SPECS:
-        assert get_check(name).NAME == name
+    import probe.checks
+    from probe.checks import CheckSpec, check_names, check_specs, get_check
+
+    modules = [m.name for m in pkgutil.iter_modules(probe.checks.__path__)]
+    assert sorted(m for m in modules if not m.startswith("_")) == list(check_names())
+    assert set(check_names()) >= {"dns", "tcp", "tls", "https", "stun", "turn", "udp",
+                                  "differential", "stream", "quic"}
+    for name in check_names():
+        module = get_check(name)
+        assert module.NAME == name
+        assert isinstance(module.VERSION, str) and module.VERSION.count(".") == 2
+        assert isinstance(module.SPEC, CheckSpec) and module.SPEC.doc
+        assert callable(module.run) and callable(module.methods)
+    assert set(check_specs()) == set(check_names())
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -13,16 +13,19 @@ STUN Binding requests and echoes the rest. The reflector's port 443 is the basel
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
-from probe import failures
-from probe.checks import callpath
+from probe import failures, stun
+from probe.checks._base import CheckContext, CheckSpec, TestKeys, one_of, port_of
+from probe.checks._payloads import differential_makers
+from probe.checks._reflector import BASELINE_PORT, reflector_address
+from probe.checks._trials import answered, any_answered, merge_trials, trials
 from probe.model import Endpoint
 
-if TYPE_CHECKING:
-    from probe.checks import CheckContext, TestKeys
-
 NAME = "differential"
+VERSION = "0.1.0"
+SPEC = CheckSpec(hosts="forbidden", options={"flavor": one_of(*stun.FLAVORS)},
+                 doc="plain STUN, app-flavoured STUN (flavor = ...) and random bytes of one "
+                     "length, in random order, to the reflector on each port")
 REPEATS = 3
 MIN_ROUND_S = 1.0  # budget left worth another round of trials
 _RETRY = {"stun_dpi", "app_stun_dpi", "random_blocked", "inconclusive", "udp_blocked"}
@@ -36,19 +39,19 @@ def outcome(test_keys: TestKeys) -> str:
     """ok | stun_dpi | app_stun_dpi | udp_blocked | random_blocked | inconclusive |
     nothing_listens | reflector_unreachable, from the stored counts."""
     same, base = test_keys.get("trials"), test_keys.get("baseline")
-    r = callpath.answered(same, "random")
-    s = callpath.answered(same, "stun")
-    a = callpath.answered(same, "app_stun")
+    r = answered(same, "random")
+    s = answered(same, "stun")
+    a = answered(same, "app_stun")
     if r and s and a is not False:
         return "ok"
     if r and s is False:
         return "stun_dpi"
     if r and s and a is False:
         return "app_stun_dpi"
-    if not callpath.any_answered(same):
+    if not any_answered(same):
         if (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
             return "nothing_listens"
-        return "udp_blocked" if callpath.any_answered(base) else "reflector_unreachable"
+        return "udp_blocked" if any_answered(base) else "reflector_unreachable"
     if s and not r:
         return "random_blocked"  # only recognised protocols pass: an allow-list
     return "inconclusive"
@@ -62,17 +65,15 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    port = endpoint.port
-    if port is None:
-        raise ValueError(f"{endpoint.source}: differential endpoint needs a port")
+    port = port_of(endpoint)
     flavor = endpoint.options.get("flavor")
-    ip, info = await callpath.reflector_address(ctx)
+    ip, info = await reflector_address(ctx)
     if ip is None:
         return info
-    makers, length = callpath.differential_makers(flavor)
+    makers, length = differential_makers(flavor)
     same, base = await asyncio.gather(
-        callpath.trials(ctx, ip, port, makers, REPEATS, ctx.deadline),
-        callpath.trials(ctx, ip, callpath.BASELINE_PORT,
+        trials(ctx, ip, port, makers, REPEATS, ctx.deadline),
+        trials(ctx, ip, BASELINE_PORT,
                         {"random": makers["random"]}, 4, ctx.deadline, until_all_answered=True),
     )
     keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
@@ -84,10 +85,10 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     while result in _RETRY and ctx.remaining() > MIN_ROUND_S:
         # the kinds still without an answer, interleaved with random bytes for contrast
         missing = {k: m for k, m in makers.items()
-                   if k == "random" or not callpath.answered(keys["trials"], k)}
-        more = await callpath.trials(ctx, ip, port, missing, REPEATS, ctx.deadline,
+                   if k == "random" or not answered(keys["trials"], k)}
+        more = await trials(ctx, ip, port, missing, REPEATS, ctx.deadline,
                                      until_all_answered=True)
-        keys["trials"] = callpath.merge_trials(keys["trials"], more)
+        keys["trials"] = merge_trials(keys["trials"], more)
         result = outcome(keys)
     keys["outcome"] = result
     if result in ("nothing_listens", "reflector_unreachable"):

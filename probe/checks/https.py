@@ -9,25 +9,27 @@ rule: status codes and page content are no proof of blocking).
 
 When no address answered, the failure is placed at its layer by asking again, one layer
 at a time, on the first address: a TCP connect (``tcp_*`` methods), then the TLS
-handshakes of :mod:`probe.checks.tls` (real and decoy SNI: ``tls_sni`` or
-``tls_failure``); if both work, the HTTP exchange itself failed (``http_failure``).
+handshakes of the tls check (:mod:`probe.checks._tls`: real and decoy SNI,
+``tls_sni`` or ``tls_failure``); if both work, the HTTP exchange itself failed (``http_failure``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from probe import failures
-from probe.checks import tls as tls_check
-from probe.checks.tcp import connect
+from probe.checks._base import CheckContext, CheckSpec, TestKeys, resolve_first
+from probe.checks._tcp import connect
+from probe.checks._tls import DEFAULT_DECOY_SNI, judge, sni_pair, tls_methods
 from probe.model import Endpoint
 
-if TYPE_CHECKING:
-    from probe.checks import CheckContext, TestKeys
-
 NAME = "https"
+VERSION = "0.1.0"
+SPEC = CheckSpec(hosts="forbidden", ports="forbidden", urls="required",
+                 doc="GET each URL (status recorded, never judged); a failure is "
+                     "placed at its layer: dns, tcp, tls (real vs decoy SNI) or http")
 MAX_ADDRESSES = 2
 MAX_BODY_BYTES = 64 * 1024
 KEPT_HEADERS = ("server", "location", "content-type", "content-length")
@@ -38,7 +40,7 @@ def methods(test_keys: TestKeys) -> list[str]:
     if test_keys.get("failure") is not None and \
             test_keys.get("failed_operation") not in ("resolve", "connect", "tls_handshake"):
         return ["http_failure"]
-    return tls_check.methods(test_keys)
+    return tls_methods(test_keys)
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
@@ -51,12 +53,10 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     keys: TestKeys = {"failure": None, "failed_operation": None, "requests": [],
                       "status_code": None}
-    resolved = await ctx.resolver.resolve(host, ctx.deadline)
-    if resolved.failure is not None or not resolved.addresses:
-        keys["failure"] = resolved.failure or failures.DNS_NO_ANSWER
-        keys["failed_operation"] = "resolve"
+    resolved = await resolve_first(ctx, host, keys)
+    if resolved is None:
         return keys
-    addresses = tls_check.pick_addresses(resolved.addresses)[:MAX_ADDRESSES]
+    addresses = resolved[:MAX_ADDRESSES]
     for index, ip in enumerate(addresses):
         share = ctx.remaining() / (len(addresses) - index + 1)  # keep some for diagnosis
         request = await fetch(ctx, endpoint.url, host, ip, port, share)
@@ -117,10 +117,10 @@ async def diagnose(ctx: CheckContext, keys: TestKeys, scheme: str, host: str, ip
         keys["failed_operation"] = "connect"
         return
     if scheme == "https":
-        pair = await tls_check.sni_pair(ctx, ip, port, host, tls_check.DEFAULT_DECOY_SNI)
+        pair = await sni_pair(ctx, ip, port, host, DEFAULT_DECOY_SNI)
         keys["tls_handshakes"] = pair
         tls_keys: TestKeys = {}
-        tls_check.judge(tls_keys, [pair])
+        judge(tls_keys, [pair])
         if tls_keys.get("failed_operation") == "tls_handshake":
             keys["failure"] = tls_keys["failure"]
             keys["failed_operation"] = "tls_handshake"

@@ -15,28 +15,33 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from probe import failures
-from probe.checks import callpath
-from probe.checks.dns import dns_methods
+from probe.checks._base import (
+    CheckContext,
+    CheckSpec,
+    TestKeys,
+    resolve_first,
+    settled_methods,
+    udp_failure,
+)
+from probe.checks._stun import MAX_SENDS, RTO_S
 from probe.model import Endpoint
 
-if TYPE_CHECKING:
-    from probe.checks import CheckContext, TestKeys
-
 NAME = "quic"
+VERSION = "0.1.0"
+SPEC = CheckSpec(doc="QUIC version-negotiation ping (1200-byte Initial, version "
+                     "0xbabababa) to each host and port")
 GREASE_VERSION = 0xBABABABA
 INITIAL_LEN = 1200
 
 
 def methods(test_keys: TestKeys) -> list[str]:
-    failure = test_keys.get("failure")
-    if failure is None:
-        return []
-    if test_keys.get("failed_operation") == "resolve":
-        return dns_methods(failure)
-    return ["udp_blocked"] if failure == failures.GENERIC_TIMEOUT else []
+    settled = settled_methods(test_keys)
+    if settled is not None:
+        return settled
+    return ["udp_blocked"] if test_keys["failure"] == failures.GENERIC_TIMEOUT else []
 
 
 def initial_packet(dcid: bytes, scid: bytes) -> bytes:
@@ -71,14 +76,10 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     if host is None:
         raise ValueError(f"{endpoint.source}: quic endpoint needs a host")
     keys: TestKeys = {"failure": None, "failed_operation": None, "quic_ping": None}
-    resolved = await ctx.resolver.resolve(host, ctx.deadline)
-    if resolved.failure is not None or not resolved.addresses:
-        keys["failure"] = resolved.failure or failures.DNS_NO_ANSWER
-        keys["failed_operation"] = "resolve"
+    addresses = await resolve_first(ctx, host, keys)
+    if addresses is None:
         return keys
-    v4 = [a for a in resolved.addresses if ":" not in a]
-    ip = (v4 or resolved.addresses)[0]
-    ping = await _ping(ctx, ip, port)
+    ping = await _ping(ctx, addresses[0], port)
     keys["quic_ping"] = ping
     if ping["failure"] is not None:
         keys["failure"], keys["failed_operation"] = ping["failure"], "quic_ping"
@@ -95,14 +96,14 @@ async def _ping(ctx: CheckContext, ip: str, port: int) -> dict[str, Any]:
     try:
         flow = await ctx.net.udp_open(ip, port)
     except Exception as exc:
-        out["failure"] = callpath.udp_failure(exc)
+        out["failure"] = udp_failure(exc)
         return out
     t0 = loop.time()
-    rto, next_send = callpath.RTO_S, t0
+    rto, next_send = RTO_S, t0
     try:
         while loop.time() < ctx.deadline:
             now = loop.time()
-            if now >= next_send and len(out["sends"]) < callpath.MAX_SENDS:
+            if now >= next_send and len(out["sends"]) < MAX_SENDS:
                 await flow.send(packet)
                 out["sends"].append(round(now - t0, 4))
                 next_send, rto = now + rto, rto * 2
@@ -111,7 +112,7 @@ async def _ping(ctx: CheckContext, ip: str, port: int) -> dict[str, Any]:
             except TimeoutError:
                 continue
             except OSError as exc:
-                out["failure"] = callpath.udp_failure(exc)
+                out["failure"] = udp_failure(exc)
                 return out
             t = round(loop.time() - t0, 4)
             versions = parse_version_negotiation(data, dcid, scid)
@@ -124,7 +125,7 @@ async def _ping(ctx: CheckContext, ip: str, port: int) -> dict[str, Any]:
             out["failure"] = None
             return out
     except OSError as exc:
-        out["failure"] = callpath.udp_failure(exc)
+        out["failure"] = udp_failure(exc)
     finally:
         flow.close()
     if out["unexpected_responses"]:

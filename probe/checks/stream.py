@@ -15,16 +15,18 @@ import asyncio
 import itertools
 import os
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from probe import failures
-from probe.checks import callpath
+from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of, udp_failure
+from probe.checks._reflector import BASELINE_PORT, reflector_address
 from probe.model import Endpoint
 
-if TYPE_CHECKING:
-    from probe.checks import CheckContext, TestKeys
-
 NAME = "stream"
+VERSION = "0.1.0"
+SPEC = CheckSpec(hosts="forbidden",
+                 doc="a call-like RTP-sized stream through the reflector on each port, "
+                     "compared with its port 443")
 PACKETS_PER_S = 50
 PAYLOAD_LEN = 160
 GRACE_S = 0.5  # wait for late echoes after the last send
@@ -70,16 +72,14 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    port = endpoint.port
-    if port is None:
-        raise ValueError(f"{endpoint.source}: stream endpoint needs a port")
-    ip, info = await callpath.reflector_address(ctx)
+    port = port_of(endpoint)
+    ip, info = await reflector_address(ctx)
     if ip is None:
         return info
     seconds = max(0.5, min(float(ctx.cfg.stream_seconds), ctx.remaining() - GRACE_S - 0.2))
     jobs: list[Any] = [stream(ctx, ip, port, seconds)]
-    if port != callpath.BASELINE_PORT:
-        jobs.append(stream(ctx, ip, callpath.BASELINE_PORT, seconds))
+    if port != BASELINE_PORT:
+        jobs.append(stream(ctx, ip, BASELINE_PORT, seconds))
     results = await asyncio.gather(*jobs)
     keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
                       "packets_per_s": PACKETS_PER_S, "packet_bytes": 12 + PAYLOAD_LEN,
@@ -108,7 +108,7 @@ async def stream(ctx: CheckContext, ip: str, port: int, seconds: float) -> dict[
     try:
         flow = await ctx.net.udp_open(ip, port)
     except Exception as exc:
-        out["failure"] = callpath.udp_failure(exc)
+        out["failure"] = udp_failure(exc)
         return out
     sent: dict[int, tuple[float, bytes]] = {}
     arrivals: list[tuple[float, float]] = []  # (send time, receive time), relative
@@ -126,7 +126,7 @@ async def stream(ctx: CheckContext, ip: str, port: int, seconds: float) -> dict[
             try:
                 await flow.send(packet)
             except OSError as exc:
-                out["failure"] = callpath.udp_failure(exc)
+                out["failure"] = udp_failure(exc)
                 return
             out["sent"] = seq + 1
 
@@ -142,7 +142,7 @@ async def stream(ctx: CheckContext, ip: str, port: int, seconds: float) -> dict[
             except TimeoutError:
                 break
             except OSError as exc:
-                out["icmp"] = callpath.udp_failure(exc)
+                out["icmp"] = udp_failure(exc)
                 continue
             if len(data) < 12 or data[8:12] != ssrc:
                 continue

@@ -25,66 +25,42 @@ Options: ``sni`` (send this name instead of the host's), ``decoy_sni`` (default
 from __future__ import annotations
 
 import asyncio
-import random
-from typing import TYPE_CHECKING, Any
 
-from probe import failures
-from probe.checks.dns import dns_methods
-from probe.checks.tcp import connect, connect_methods
+from probe.checks._base import (
+    CheckContext,
+    CheckSpec,
+    TestKeys,
+    host_and_port,
+    is_hostname,
+    resolve_first,
+)
+from probe.checks._tcp import connect
+from probe.checks._tls import DEFAULT_DECOY_SNI, judge, sni_pair, tls_methods
 from probe.model import Endpoint
 
-if TYPE_CHECKING:
-    from probe.checks import CheckContext, TestKeys
-
 NAME = "tls"
-DEFAULT_DECOY_SNI = "example.com"
+VERSION = "0.1.0"
+SPEC = CheckSpec(options={"sni": is_hostname, "decoy_sni": is_hostname},
+                 doc="TLS handshakes with the real SNI and a decoy SNI (decoy_sni, "
+                     "default example.com) to the same address: tls_sni when only the "
+                     "real one fails")
 MAX_ADDRESSES = 4
-MAX_GAP_S = 0.2  # random pause between the two handshakes (stateful filters)
-MIN_RETRY_S = 0.3  # budget left below which a failed real handshake is not tried again
-
-# Failures of the real handshake that say "the certificate", not "the name was filtered".
-_CERT_FAILURES = {failures.SSL_INVALID_HOSTNAME, failures.SSL_UNKNOWN_AUTHORITY,
-                  failures.SSL_INVALID_CERTIFICATE}
 
 
 def methods(test_keys: TestKeys) -> list[str]:
-    failure = test_keys.get("failure")
-    if failure is None:
-        return []
-    operation = test_keys.get("failed_operation")
-    if operation == "resolve":
-        return dns_methods(failure)
-    if operation == "connect":
-        return connect_methods(failure)
-    return ["tls_sni"] if test_keys.get("sni_blocked") else ["tls_failure"]
-
-
-def only_the_name_failed(real: dict[str, Any], decoy: dict[str, Any]) -> bool:
-    """The SNI signal of one address: the real handshake failed, not on its certificate,
-    while the decoy's completed."""
-    return real["failure"] is not None and real["failure"] not in _CERT_FAILURES \
-        and decoy_completed(decoy["failure"])
-
-
-def decoy_completed(failure: str | None) -> bool:
-    """A decoy handshake completed: no failure, or only its name was not on the cert."""
-    return failure is None or failure == failures.SSL_INVALID_HOSTNAME
+    return tls_methods(test_keys)
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    host, port = endpoint.target_host, endpoint.port
-    if host is None or port is None:
-        raise ValueError(f"{endpoint.source}: tls endpoint needs a host and a port")
+    host, port = host_and_port(endpoint)
     sni = str(endpoint.options.get("sni") or host)
     decoy = str(endpoint.options.get("decoy_sni") or DEFAULT_DECOY_SNI)
     keys: TestKeys = {"failure": None, "failed_operation": None, "sni": sni,
                       "decoy_sni": decoy, "tls_handshakes": [], "tcp_connect": []}
-    resolved = await ctx.resolver.resolve(host, ctx.deadline)
-    if resolved.failure is not None or not resolved.addresses:
-        keys["failure"] = resolved.failure or failures.DNS_NO_ANSWER
-        keys["failed_operation"] = "resolve"
+    resolved = await resolve_first(ctx, host, keys)
+    if resolved is None:
         return keys
-    addresses = pick_addresses(resolved.addresses)
+    addresses = resolved[:MAX_ADDRESSES]
     pairs = await asyncio.gather(*(sni_pair(ctx, ip, port, sni, decoy) for ip in addresses))
     keys["tls_handshakes"] = [h for pair in pairs for h in pair]
     judge(keys, pairs)
@@ -96,69 +72,3 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
             keys["failure"] = attempt["status"]["failure"]
             keys["failed_operation"] = "connect"
     return keys
-
-
-def pick_addresses(addresses: list[str]) -> list[str]:
-    v4 = [a for a in addresses if ":" not in a]
-    v6 = [a for a in addresses if ":" in a]
-    return (v4 + v6)[:MAX_ADDRESSES]
-
-
-def judge(keys: TestKeys, pairs: list[list[dict[str, Any]]]) -> None:
-    """Set ``failure``, ``failed_operation`` and ``sni_blocked`` from the handshakes."""
-    keys["sni_blocked"] = False
-    if any(h["role"] == "target" and h["failure"] is None for pair in pairs for h in pair):
-        return
-    # The last real handshake of each pair (the retry, when there was one).
-    reals = [[h for h in pair if h["role"] == "target"][-1] for pair in pairs]
-    keys["failed_operation"] = "tls_handshake"
-    for pair, real in zip(pairs, reals, strict=True):
-        decoy = next(h for h in pair if h["role"] == "decoy")
-        if only_the_name_failed(real, decoy):
-            keys["failure"] = real["failure"]
-            keys["sni_blocked"] = True
-            return
-    v4 = [r for r in reals if ":" not in r["ip"]]
-    keys["failure"] = (v4 or reals)[0]["failure"]
-
-
-async def sni_pair(ctx: CheckContext, ip: str, port: int, sni: str,
-                   decoy: str) -> list[dict[str, Any]]:
-    """The real and the decoy handshake to one address, in random order.
-
-    When only the real name failed, it is tried once more (the decoy's success shows the
-    path works now): a server or path that was only slow for a moment then completes, and
-    the pair says "works"; a filter on the name fails it again. Both real handshakes are
-    recorded (role ``target``, ``order`` 0..2)."""
-    order = [("target", sni), ("decoy", decoy)]
-    random.shuffle(order)
-    out = []
-    for index, (role, name) in enumerate(order):
-        if index:
-            await asyncio.sleep(min(random.uniform(0, MAX_GAP_S), ctx.remaining() / 4))
-        # Half of what is left for the first, and for a real second (room for its retry).
-        share = ctx.remaining() / 2 if index == 0 or role == "target" else ctx.remaining()
-        out.append(await handshake(ctx, ip, port, name, role, share, index))
-    real = next(h for h in out if h["role"] == "target")
-    decoy_entry = next(h for h in out if h["role"] == "decoy")
-    if only_the_name_failed(real, decoy_entry) and ctx.remaining() >= MIN_RETRY_S:
-        out.append(await handshake(ctx, ip, port, sni, "target", ctx.remaining(), len(out)))
-    return out
-
-
-async def handshake(ctx: CheckContext, ip: str, port: int, sni: str, role: str,
-                    timeout_s: float, order: int) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    entry: dict[str, Any] = {"ip": ip, "port": port, "sni": sni, "role": role,
-                             "order": order, "failure": None}
-    try:
-        info = await ctx.net.tls_handshake(ip, port, sni, timeout_s,
-                                           ca_bundle=ctx.cfg.ca_bundle)
-    except Exception as exc:  # network failures are data
-        entry["failure"] = failures.classify(exc)
-    else:
-        entry.update({"tls_version": info.version, "cipher_suite": info.cipher,
-                      "peer_subject": info.peer_subject, "alpn": info.alpn})
-    entry["t"] = round(loop.time() - t0, 4)
-    return entry

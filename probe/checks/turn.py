@@ -9,20 +9,17 @@ reached while STUN passes to the reflector on the same port is ``relay_unreachab
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from probe import failures, stun
-from probe.checks import stun as stun_check
+from probe.checks._base import CheckContext, CheckSpec, TestKeys
+from probe.checks._stun import run_transaction, stun_methods
 from probe.model import Endpoint
 
-if TYPE_CHECKING:
-    from probe.checks import CheckContext, TestKeys
-
 NAME = "turn"
+VERSION = "0.1.0"
+SPEC = CheckSpec(doc="TURN Allocate without credentials: a 401 with REALM and NONCE "
+                     "proves the relay is reachable")
 
-
-def methods(test_keys: TestKeys) -> list[str]:
-    return stun_check.methods(test_keys)
+methods = stun_methods  # stun and turn measurements show their methods alike
 
 
 def _evaluate_allocate(reply: stun.StunMessage) -> str | None:
@@ -35,5 +32,5 @@ def _evaluate_allocate(reply: stun.StunMessage) -> str | None:
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    return await stun_check.run_transaction(endpoint, ctx, stun.allocate_request(),
-                                            "turn_allocate", _evaluate_allocate)
+    return await run_transaction(endpoint, ctx, stun.allocate_request(), "turn_allocate",
+                                 _evaluate_allocate)

@@ -11,16 +11,20 @@ answering: the reflector cannot be reached, and nothing is concluded (``not_appl
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from probe import failures
-from probe.checks import callpath
+from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of
+from probe.checks._payloads import Payload, random_bytes
+from probe.checks._reflector import BASELINE_PORT, reflector_address
+from probe.checks._trials import any_answered, trials
 from probe.model import Endpoint
 
-if TYPE_CHECKING:
-    from probe.checks import CheckContext, TestKeys
-
 NAME = "udp"
+VERSION = "0.1.0"
+SPEC = CheckSpec(hosts="forbidden",
+                 doc="echo from the reflector (--reflector) on each port; baseline: its "
+                     "port 443")
 PAYLOAD_LEN = 172  # an RTP packet of 20 ms of G.711/Opus-sized audio
 REPEATS = 6
 
@@ -28,11 +32,11 @@ REPEATS = 6
 def outcome(test_keys: TestKeys) -> str:
     """ok | nothing_listens | udp_blocked | reflector_unreachable (from stored keys)."""
     same, base = test_keys.get("echo"), test_keys.get("baseline")
-    if callpath.any_answered(same):
+    if any_answered(same):
         return "ok"
     if (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
         return "nothing_listens"
-    if callpath.any_answered(base):
+    if any_answered(base):
         return "udp_blocked"
     return "reflector_unreachable"
 
@@ -44,20 +48,17 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    port = endpoint.port
-    if port is None:
-        raise ValueError(f"{endpoint.source}: udp endpoint needs a port")
-    ip, info = await callpath.reflector_address(ctx)
+    port = port_of(endpoint)
+    ip, info = await reflector_address(ctx)
     if ip is None:
         return info
-    random_payload = {"random": lambda: callpath.Payload(
-        callpath.random_bytes(PAYLOAD_LEN), None)}
+    random_payload = {"random": lambda: Payload(random_bytes(PAYLOAD_LEN), None)}
     # Up to REPEATS datagrams (more if the budget allows), stopping at the first echo.
-    jobs: list[Any] = [callpath.trials(ctx, ip, port, random_payload, REPEATS, ctx.deadline,
-                                       until_all_answered=True)]
-    if port != callpath.BASELINE_PORT:
-        jobs.append(callpath.trials(ctx, ip, callpath.BASELINE_PORT, random_payload, 4,
-                                    ctx.deadline, until_all_answered=True))
+    jobs: list[Any] = [trials(ctx, ip, port, random_payload, REPEATS, ctx.deadline,
+                              until_all_answered=True)]
+    if port != BASELINE_PORT:
+        jobs.append(trials(ctx, ip, BASELINE_PORT, random_payload, 4, ctx.deadline,
+                           until_all_answered=True))
     results = await asyncio.gather(*jobs)
     keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
                       "echo": results[0], "baseline": results[-1]}

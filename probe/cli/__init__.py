@@ -2,7 +2,7 @@
 
 One thin module per command: parse options, call the library, render. Each module
 registers its commands on :data:`probe.cli.app.app` when imported; heavy libraries
-(scapy, httpx, fastapi, matplotlib) are imported inside the command functions so that
+(scapy, httpx, fastapi, uvicorn) are imported inside the command functions so that
 ``voip-probe --help`` stays fast. Errors are turned into the documented exit codes at
 the command boundary (see :mod:`probe.cli.common`).
 """

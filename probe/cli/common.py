@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK = 0
 EXIT_FOUND = 1
@@ -64,3 +68,30 @@ def run_guarded(fn: Callable[[], T]) -> T:
     with command_boundary():
         return fn()
     raise AssertionError("unreachable")
+
+
+def warner(console: Console) -> Callable[[str], None]:
+    """A ``warn(message)`` that prints one yellow warning line on ``console``."""
+
+    def warn(message: str) -> None:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    return warn
+
+
+def tracked_files(paths: list[Path], console: Console) -> tuple[list[Path], Iterable[Path]]:
+    """The results files PATHS name (a usage error when a path is missing or there is none),
+    and the same files behind a progress bar on ``console`` for reading their summaries."""
+    from rich.progress import track
+
+    from probe.results import ResultsError, expand_paths
+
+    try:
+        files = expand_paths(paths)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    if not files:
+        raise UsageError(f"no results files (*.jsonl, *.jsonl.gz) in "
+                         f"{', '.join(map(str, paths))}")
+    return files, track(files, description="reading run summaries", console=console,
+                        transient=True, disable=not console.is_terminal)

@@ -1,7 +1,8 @@
 """``voip-probe compare A B``: what changed between two runs on the same network.
 
-Parses options, calls :func:`probe.compare.compare`, renders a table on stderr and, with
-``--json``, the DESIGN.md "Comparison and timeline" object on stdout.
+Parses options, calls :func:`probe.analysis.compare.compare`, renders a table on stderr
+(:func:`probe.cli.render.render_comparison`) and, with ``--json``, the DESIGN.md
+"Comparison and timeline" object on stdout.
 """
 
 from __future__ import annotations
@@ -14,24 +15,14 @@ from typing import Annotated
 import typer
 
 from probe.cli.app import app
-from probe.cli.common import EXIT_FOUND, EXIT_OK, UsageError, command_boundary, stderr_console
-
-STATUS_STYLE = {"ok": "green", "blocked": "bold red", "impaired": "yellow",
-                "inconclusive": "dim"}
-KIND_LABEL = {"newly_blocked": "[bold red]newly blocked[/]", "restored": "[green]restored[/]",
-              "method_changed": "[yellow]method changed[/]",
-              "fraction_changed": "[cyan]fraction changed[/]"}
-
-
-def describe_verdict(verdict: dict | None) -> str:
-    """``blocked 0/3 stun_dpi`` with the status coloured, for tables."""
-    if verdict is None:
-        return "[dim]absent[/]"
-    status = verdict.get("status", "inconclusive")
-    style = STATUS_STYLE.get(status, "")
-    text = f"[{style}]{status}[/] {verdict.get('reachable', '?')}/{verdict.get('total', '?')}"
-    methods = verdict.get("methods") or []
-    return text + (f" [dim]{', '.join(methods)}[/]" if methods else "")
+from probe.cli.common import (
+    EXIT_FOUND,
+    EXIT_OK,
+    UsageError,
+    command_boundary,
+    stderr_console,
+    warner,
+)
 
 
 @app.command("compare")
@@ -52,17 +43,13 @@ def compare_command(
     networks (unless --force).
     """
     with command_boundary():
-        from rich.table import Table
-
-        from probe.compare import NetworkMismatch, compare
+        from probe.analysis.compare import NetworkMismatch, compare
+        from probe.analysis.summaries import load_summary
+        from probe.cli.render import render_comparison
         from probe.results import ResultsError
-        from probe.summaries import load_summary
 
         console = stderr_console()
-
-        def warn(message: str) -> None:
-            console.print(f"[yellow]warning:[/] {message}", highlight=False)
-
+        warn = warner(console)
         runs = []
         for path in (before, after):
             try:
@@ -76,19 +63,7 @@ def compare_command(
             result = compare(runs[0], runs[1], force=force)
         except NetworkMismatch as exc:
             raise UsageError(str(exc)) from None
-
-        a, b = result.before, result.after
-        table = Table(title=f"{a.asn} {a.network_type}: {a.start} -> {b.start}",
-                      title_justify="left")
-        for column in ("service", "function", "before", "after", "change"):
-            table.add_column(column)
-        for row in result.rows:
-            label = KIND_LABEL[row.change.kind] if row.change else "[dim]-[/]"
-            table.add_row(row.service, row.function, describe_verdict(row.before),
-                          describe_verdict(row.after), label)
-        console.print(table)
-        counts = {k: sum(c.kind == k for c in result.changes) for k in KIND_LABEL}
-        console.print(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
+        counts = render_comparison(console, result)
         if json_out:
             sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         raise typer.Exit(EXIT_FOUND if counts["newly_blocked"] else EXIT_OK)

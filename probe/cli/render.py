@@ -1,8 +1,15 @@
-"""Rendering of run summaries for people (rich, on stderr)."""
+"""Rendering for people (rich, on stderr): run summaries, locate findings, comparisons
+and timelines. Commands parse and call the library; what they print is drawn here."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from probe.analysis.compare import Comparison
+    from probe.analysis.timeline import Timeline
 
 STATUS_STYLE = {"ok": "green", "blocked": "bold red", "impaired": "yellow",
                 "inconclusive": "magenta"}
@@ -42,7 +49,7 @@ def styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def render_summary(console: Any, summary: dict[str, Any]) -> None:
+def render_summary(console: Console, summary: dict[str, Any]) -> None:
     from rich import box
     from rich.table import Table
 
@@ -81,3 +88,92 @@ def render_summary(console: Any, summary: dict[str, Any]) -> None:
                       "be reached, so nothing can be said about blocking. Connect and run "
                       "again.[/]")
     console.print(f"results: {summary.get('results_file')}", highlight=False)
+
+
+def render_findings(console: Console, findings: list[dict[str, Any]]) -> None:
+    """One line per ``locate`` finding."""
+    from rich.markup import escape
+
+    if not findings:
+        console.print("locate: no blocked endpoint to locate")
+        return
+    for f in findings:
+        where = (f"hop {f['hop']} ({f['hop_address'] or 'address unknown'})"
+                 if f["hop"] is not None else "could not be located")
+        injected = ", forged answer (injected)" if f["injected"] else ""
+        line = (f"locate: {f['service']} {f['function']} {f['endpoint']} "
+                f"[{f['method'] or '?'}]: {where}{injected}")
+        console.print(escape(line), highlight=False)
+
+
+KIND_LABEL = {"newly_blocked": "[bold red]newly blocked[/]", "restored": "[green]restored[/]",
+              "method_changed": "[yellow]method changed[/]",
+              "fraction_changed": "[cyan]fraction changed[/]"}
+
+
+def describe_verdict(verdict: dict[str, Any] | None) -> str:
+    """``blocked 0/3 stun_dpi`` with the status coloured, for tables."""
+    if verdict is None:
+        return "[dim]absent[/]"
+    status = verdict.get("status", "inconclusive")
+    text = f"{styled(status)} {verdict.get('reachable', '?')}/{verdict.get('total', '?')}"
+    methods = verdict.get("methods") or []
+    return text + (f" [dim]{', '.join(methods)}[/]" if methods else "")
+
+
+def render_comparison(console: Console, result: Comparison) -> dict[str, int]:
+    """The per service and function table of ``compare``; returns the change counts."""
+    from rich.table import Table
+
+    a, b = result.before, result.after
+    table = Table(title=f"{a.asn} {a.network_type}: {a.start} -> {b.start}",
+                  title_justify="left")
+    for column in ("service", "function", "before", "after", "change"):
+        table.add_column(column)
+    for row in result.rows:
+        label = KIND_LABEL[row.change.kind] if row.change else "[dim]-[/]"
+        table.add_row(row.service, row.function, describe_verdict(row.before),
+                      describe_verdict(row.after), label)
+    console.print(table)
+    counts = {k: sum(c.kind == k for c in result.changes) for k in KIND_LABEL}
+    console.print(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
+    return counts
+
+
+def render_timeline(console: Console, timeline: Timeline, files: int) -> None:
+    """Per network: the events, and where each service function stands."""
+    from rich.table import Table
+
+    for net in timeline.networks:
+        first, last = net.runs[0].start, net.runs[-1].start
+        console.rule(f"[bold]{net.asn} {net.network_type}[/]: {len(net.runs)} runs, "
+                     f"{first} .. {last}")
+        if net.events:
+            events = Table(title="events", title_justify="left")
+            for column in ("at", "previous", "service", "function", "event", "methods"):
+                events.add_column(column)
+            for e in net.events:
+                kind = "[bold red]onset[/]" if e.kind == "onset" else "[green]restoration[/]"
+                events.add_row(e.at, e.previous, e.service, e.function, kind,
+                               ", ".join(e.methods))
+            console.print(events)
+        else:
+            console.print("no onset or restoration detected")
+        now = Table(title="where things stand", title_justify="left")
+        for column in ("service", "function", "state", "since", "latest", "note"):
+            now.add_column(column)
+        for c in net.current:
+            state = {True: "[bold red]down[/]", False: "[green]up[/]",
+                     None: "[dim]unknown[/]"}[c.state]
+            latest = styled(c.latest_status)
+            if c.latest_methods:
+                latest += f" [dim]{', '.join(c.latest_methods)}[/]"
+            note = f"unconfirmed change since {c.pending_since}" if c.pending_since else ""
+            if c.conclusive_runs == 0:
+                note = "no conclusive run"
+            now.add_row(c.service, c.function, state, c.since or "", latest, note)
+        console.print(now)
+    n_events = sum(len(n.events) for n in timeline.networks)
+    console.print(f"{files} files, {timeline.runs} runs, {len(timeline.networks)} networks, "
+                  f"{n_events} events" + (f", {timeline.skipped_files} files skipped"
+                                        if timeline.skipped_files else ""))

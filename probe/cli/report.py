@@ -1,7 +1,7 @@
 """``voip-probe report FILES|DIR -o report.html``: one self-contained HTML report.
 
 Parses options, builds the timeline (same streaming read and event rule as
-``voip-probe timeline``), renders :func:`probe.report.render_report` to a file.
+``voip-probe timeline``), renders :func:`probe.analysis.report.render_report` to a file.
 """
 
 from __future__ import annotations
@@ -12,28 +12,26 @@ from typing import Annotated
 import typer
 
 from probe.cli.app import app
-from probe.cli.common import UsageError, command_boundary, stderr_console
-from probe.cli.timeline import RULE_HELP, tracked_files
+from probe.cli.common import UsageError, command_boundary, stderr_console, tracked_files, warner
+from probe.cli.options import RULE_HELP, ConfirmOpt, ImpairedIsOkOpt, PathsArg, WindowOpt
 
 
 @app.command("report")
 def report_command(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Results files, or folders searched for *.jsonl / *.jsonl.gz.")],
+    paths: PathsArg,
     output: Annotated[Path, typer.Option(
         "-o", "--output", help="HTML file to write.")] = Path("report.html"),
     title: Annotated[str, typer.Option("--title", help="Heading of the page.")] = (
         "voip-probe report"),
-    window: Annotated[int, typer.Option("--window", min=1, help="See `timeline`.")] = 3,
-    confirm: Annotated[int, typer.Option("--confirm", min=1, help="See `timeline`.")] = 2,
-    impaired_is_ok: Annotated[bool, typer.Option(
-        "--impaired-is-ok", help="See `timeline`.")] = False,
+    window: WindowOpt = 3,
+    confirm: ConfirmOpt = 2,
+    impaired_is_ok: ImpairedIsOkOpt = False,
 ) -> None:
     """Write one HTML file (opens without network) with a status-over-time chart per
     service and network, the onset/restoration events and the latest verdicts."""
     with command_boundary():
-        from probe.report import render_report
-        from probe.timeline import Rule, build_timeline
+        from probe.analysis.report import render_report
+        from probe.analysis.timeline import Rule, build_timeline
 
         console = stderr_console()
         try:
@@ -41,11 +39,7 @@ def report_command(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         _files, stream = tracked_files(paths, console)
-
-        def warn(message: str) -> None:
-            console.print(f"[yellow]warning:[/] {message}", highlight=False)
-
-        timeline = build_timeline(stream, rule, warn)
+        timeline = build_timeline(stream, rule, warner(console))
         rule_text = (f"Events: a change counts when {rule.threshold} of {rule.window} "
                      f"conclusive runs agree. " + RULE_HELP.split(". ", 1)[0] + ".")
         html = render_report(timeline, title=title, rule_text=rule_text)

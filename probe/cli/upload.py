@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from probe.cli.app import app
 from probe.cli.common import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_USAGE, UsageError, command_boundary
+
+if TYPE_CHECKING:
+    from probe import upload as up
 
 _STYLE = {"stored": "green", "already_stored": "green", "spooled": "yellow", "rejected": "red"}
 
@@ -75,7 +78,8 @@ def upload(
         raise typer.Exit(EXIT_INCONCLUSIVE if "spooled" in statuses else EXIT_OK)
 
 
-def _send(items, uploader, spool, notes):
+def _send(items: list[up.Prepared], uploader: up.Uploader, spool: up.Spool,
+          notes: dict[str, str]) -> list[up.Outcome]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from probe import upload as up

@@ -1,7 +1,7 @@
 """``voip-probe watch --every 30m``: measure periodically, one results file per run.
 
 Each run is exactly what ``voip-probe run`` does (the same options and the same library
-call, :func:`probe.cli.run.execute`), started every ``--every`` (measured from the
+call, :func:`probe.cli.scan.execute`), started every ``--every`` (measured from the
 start of the previous run; a run that takes longer than the interval is followed at
 once by the next). After each run the new file is optionally uploaded (``--collector``
 or ``--upload``, :mod:`probe.upload`); an upload that fails leaves the file in the
@@ -20,8 +20,10 @@ from typing import Annotated
 
 import typer
 
+from probe.cli import scan as scanning
 from probe.cli.app import app
 from probe.cli.common import UsageError, command_boundary, stderr_console
+from probe.cli.options import ScanArgs, scan_options
 
 EXIT_INTERRUPTED = 130  # what `voip-probe run` exits with on Ctrl-C
 _INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
@@ -72,13 +74,9 @@ class Watcher:
 
 
 class _Upload:
-    """After-each-run upload through :mod:`probe.upload` (when this version has it)."""
+    """After-each-run upload through :mod:`probe.upload`."""
 
     def __init__(self, collector: str | None, spool_dir: Path | None) -> None:
-        import importlib.util
-
-        if importlib.util.find_spec("probe.upload") is None:
-            raise UsageError("this version of voip-probe cannot upload (no probe.upload)")
         from probe import upload as up
 
         self.up = up
@@ -101,51 +99,24 @@ class _Upload:
 
 
 @app.command("watch")
+@scan_options()
 def watch_command(
     every: Annotated[str, typer.Option(
-        "--every", help="Time between the starts of two runs: 30m, 2h, 90s ...")] = "30m",
+        "--every", metavar="DURATION",
+        help="Time between the starts of two runs: 30m, 2h, 90s ...")] = "30m",
     count: Annotated[int | None, typer.Option(
-        "--count", min=1, help="Stop after this many runs (default: until Ctrl-C).")] = None,
-    targets: Annotated[list[Path] | None, typer.Option(
-        "--targets", help="As for `run`: target file (TOML), repeatable.")] = None,
-    services: Annotated[str | None, typer.Option(
-        "--services", help="As for `run`: only these services, comma-separated.")] = None,
-    resolver: Annotated[str | None, typer.Option(
-        "--resolver", help="As for `run`: DNS resolver IP.")] = None,
-    doh: Annotated[str | None, typer.Option(
-        "--doh", help="As for `run`: DNS-over-HTTPS control resolver URL.")] = None,
-    reflector: Annotated[str | None, typer.Option(
-        "--reflector", help="As for `run`: cooperating reflector host.")] = None,
-    ca_bundle: Annotated[Path | None, typer.Option(
-        "--ca-bundle", help="As for `run`: extra CA certificates (PEM).")] = None,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", help="As for `run`: budget of each check, seconds.")] = 10.0,
-    output: Annotated[Path, typer.Option(
-        "--output", help="Folder for the results files.")] = Path("results"),
-    network_type: Annotated[str | None, typer.Option(
-        "--network-type", help="mobile, fixed, wifi or unknown (asked once when unset and "
-        "a terminal is attached).")] = None,
-    include_ip: Annotated[bool, typer.Option(
-        "--include-ip", help="As for `run`: write the public IP (off by default).")] = False,
-    concurrency: Annotated[int, typer.Option(
-        "--concurrency", help="As for `run`: checks at once.")] = 256,
-    deep: Annotated[bool, typer.Option(
-        "--deep", help="As for `run`: locate where each blocked endpoint is blocked "
-        "(needs root or CAP_NET_RAW, skipped otherwise).")] = False,
-    stun_server: Annotated[list[str] | None, typer.Option(
-        "--stun-server", help="As for `run`: STUN server (HOST[:PORT]) telling the public "
-        "address for the identity lookup; repeatable.")] = None,
-    asn_db: Annotated[Path | None, typer.Option(
-        "--asn-db", help="As for `run`: local IP-to-ASN table (prefix,asn,cc,name).")]
-        = None,
+        "--count", min=1, metavar="N",
+        help="Stop after this many runs (default: until Ctrl-C).")] = None,
     upload: Annotated[bool, typer.Option(
         "--upload", help="Upload each results file after its run (to --collector, or the "
         "collector in the config file).")] = False,
     collector: Annotated[str | None, typer.Option(
-        "--collector", envvar="VOIP_PROBE_COLLECTOR",
+        "--collector", metavar="URL", envvar="VOIP_PROBE_COLLECTOR",
         help="Collector base URL; implies --upload.")] = None,
     spool_dir: Annotated[Path | None, typer.Option(
-        "--spool", help="Upload spool folder (default: as for `upload`).")] = None,
+        "--spool", metavar="DIR", help="Upload spool folder (default: as for `upload`).")] = None,
+    *,
+    scan: ScanArgs,
 ) -> None:
     """Run the measurements periodically (each run as `voip-probe run` does it, one
     results file each), optionally uploading each file; stop with Ctrl-C.
@@ -153,17 +124,12 @@ def watch_command(
     Exit code 0 when stopped by Ctrl-C or after --count runs; 2 for bad options.
     """
     with command_boundary():
-        from probe.cli.run import build_config, deep_settings, execute
-        from probe.targets import load_plan
-
         console = stderr_console()
         every_s = parse_interval(every)
-        cfg = build_config(resolver=resolver, doh=doh, reflector=reflector,
-                           ca_bundle=ca_bundle, timeout=timeout, network_type=network_type,
-                           include_ip=include_ip, concurrency=concurrency, interactive=True,
-                           stun_servers=stun_server, asn_db=asn_db)
-        plan = load_plan(targets, services.split(",") if services else None)
-        deep_cfg = deep_settings(cfg) if deep else None
+        cfg = scanning.build_config(scan, interactive=True)
+        plan = scanning.load_plan(scan)
+        deep_cfg = scanning.deep_settings(cfg) if scan.deep else None
+        output = scan.output
         sender = _Upload(collector, spool_dir) if (upload or collector) else None
         watcher = Watcher(every_s, count)
 
@@ -172,7 +138,7 @@ def watch_command(
                          f" ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC)")
             try:
                 # The same call as `run`; prints the table and the results file's name.
-                outcome = execute(plan, cfg, output, deep=deep_cfg)
+                outcome = scanning.execute(plan, cfg, output, deep=deep_cfg)
             except typer.Exit as stop:
                 if stop.exit_code == EXIT_INTERRUPTED:  # `run` turns Ctrl-C into exit 130
                     raise KeyboardInterrupt from None

@@ -14,7 +14,6 @@ random unless given, so several labs run at once.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -44,10 +43,6 @@ def shipped_targets() -> list[Path]:
 
 def new_prefix() -> str:
     return "vp" + secrets.token_hex(3)
-
-
-def reflector_available() -> bool:
-    return importlib.util.find_spec("probe.reflector") is not None
 
 
 class Lab:
@@ -236,9 +231,6 @@ class Lab:
             self.spawn("inet", f"coturn-{port}", args, ready="Total General servers")
 
     def _start_reflector(self) -> None:
-        if not reflector_available():
-            self.reflector = None
-            return
         self.spawn("inet", "reflector",
                    [sys.executable, "-m", "probe", "reflector", "--host", A.REFLECTOR],
                    ready="reflector listening", timeout_s=30)

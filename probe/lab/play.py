@@ -85,9 +85,9 @@ def run_proof(lab: Lab, proof: Proof) -> dict[str, Any]:
 def proof_holds(proof: Proof, result: dict[str, Any], rules_on: bool) -> bool:
     """With the rules: the result is ``expect``; without: "ok" (throttling: fast)."""
     if proof.op == "http" and proof.expect == "throttled":
-        rate = result.get("bytes_per_s", 0.0) if result["result"] == "ok" else 0.0
+        rate = float(result.get("bytes_per_s", 0.0)) if result["result"] == "ok" else 0.0
         return (rate < 200_000) if rules_on else (rate > 1_000_000)
-    return result["result"] == (proof.expect if rules_on else "ok")
+    return bool(result["result"] == (proof.expect if rules_on else "ok"))
 
 
 # --- running the real probe ----------------------------------------------------------

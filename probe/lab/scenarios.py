@@ -7,7 +7,6 @@ direct socket checks ("proofs") showing the rules bite on their own::
     name = "stun-dpi"                 # must equal the file name without .toml
     description = "..."
     network_type = "mobile"           # optional: mobile | fixed | wifi | unknown
-    requires = ["probe.checks.stun"]  # probe modules the verdicts need (matrix test gate)
 
     [network]
     status = "online"                 # optional: the run summary's network status
@@ -92,7 +91,6 @@ class Scenario:
     description: str
     path: Path
     network_type: str = "unknown"
-    requires: tuple[str, ...] = ()
     network_status: str | None = None
     rules: list[RuleUse] = field(default_factory=list)
     expect: list[Expectation] = field(default_factory=list)
@@ -196,7 +194,7 @@ def load_scenario(path: Path) -> Scenario:
         raise lines.error(1, "missing [scenario] table")
     head = doc["scenario"]
     hline = lines.table("scenario", 0)
-    _check_keys(lines, head, {"name", "description", "network_type", "requires"}, hline,
+    _check_keys(lines, head, {"name", "description", "network_type"}, hline,
                 "[scenario]")
     name = _typed(lines, head, "name", str, hline, required=True)
     if name != path.stem:
@@ -207,7 +205,6 @@ def load_scenario(path: Path) -> Scenario:
         description=_typed(lines, head, "description", str, hline, required=True),
         network_type=_typed(lines, head, "network_type", str, hline, choices=NETWORK_TYPES)
         or "unknown",
-        requires=tuple(_strings(lines, head, "requires", hline)),
     )
     network = doc.get("network", {})
     if not isinstance(network, dict):

@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-from collector_files import measurement, summary
 
 from probe.collector import throwaway_pg
 from probe.collector.storage import Storage
 from probe.results import ResultsWriter
+from tests.helpers.collector_files import measurement, summary
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_files import measurement, summary
-from conftest import ADMIN_TOKEN
 
 from probe.collector.storage import Storage
+from tests.collector.conftest import ADMIN_TOKEN
+from tests.helpers.collector_files import measurement, summary
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 POST = "/api/v1/results"

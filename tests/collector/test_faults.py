@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from collector_files import measurement, summary
-from conftest import ADMIN_TOKEN
 
 from probe.collector.storage import Storage
+from tests.collector.conftest import ADMIN_TOKEN
+from tests.helpers.collector_files import measurement, summary
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LINES_PER_FILE = 40

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.dnsserver import LoopbackDnsServer, zone_handler
+from tests.helpers.dnsserver import LoopbackDnsServer, zone_handler
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from collector_files import measurement, summary
-from conftest import ADMIN_TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -31,6 +29,8 @@ from probe.collector.app import create_app
 from probe.collector.config import CollectorConfig
 from probe.collector.schemas import RESULTS_MEDIA_TYPES
 from probe.collector.storage import Storage
+from tests.collector.conftest import ADMIN_TOKEN
+from tests.helpers.collector_files import measurement, summary
 
 # The upload body is raw bytes whatever its media type.
 for _media_type in RESULTS_MEDIA_TYPES:

@@ -187,7 +187,7 @@ def test_cli_end_to_end_with_a_real_collector(make_results: Any, tmp_path: Path,
 
 def test_cli_offline_then_pending(make_results: Any, tmp_path: Path,
                                   collector_process: Any) -> None:
-    from conftest import free_port
+    from tests.collector.conftest import free_port
 
     path = Path(make_results(3))
     dead = f"http://127.0.0.1:{free_port()}"

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_files import measurement, summary
 
 from probe.collector.validate import (
     MAX_LINE_BYTES,
@@ -19,6 +18,7 @@ from probe.collector.validate import (
     network_type,
     parse_upload,
 )
+from tests.helpers.collector_files import measurement, summary
 
 
 def jsonl(*records: dict[str, Any]) -> bytes:

@@ -125,7 +125,7 @@ def test_run_deep_locates_blocked_endpoints_and_keeps_the_verdicts(lab: Lab,
 
 RESIDUAL_SNIPPET = r'''
 import json, sys
-from probe.locate import Settings, Target, locate
+from probe.locate.core import Settings, Target, locate
 target = Target("whatsapp", "registration", "tls://v.whatsapp.net:443", "tls", sys.argv[1],
                 443, "v.whatsapp.net")
 finding = locate([target], Settings(wait_s=0.75))[0]

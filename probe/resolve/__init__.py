@@ -1,0 +1,8 @@
+"""DNS for the probe: the run's shared resolver (:mod:`.resolver`), the wire exchange
+(:mod:`.wire`) and the tampering evidence (:mod:`.tampering`). The ``dns`` *check*
+(:mod:`probe.checks.dns`) turns a lookup and that evidence into a measurement."""
+
+from probe.resolve.resolver import DnsResult, HostResolver, parse_resolver
+from probe.resolve.wire import query
+
+__all__ = ["DnsResult", "HostResolver", "parse_resolver", "query"]

@@ -1,0 +1,79 @@
+"""DNS on the wire: late duplicate replies (Hold-On injection detection), through the
+fake seam and real sockets on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from probe import failures
+from probe.checks import dns as dns_check
+from probe.checks import tcp as tcp_check
+from probe.model import Endpoint, RunConfig
+from probe.net import Network, RealNetwork
+from probe.testing import FAKE_NETWORKS, FakeNetwork
+from tests.helpers.checks import run_check
+from tests.helpers.dnsserver import LoopbackDnsServer, answer
+
+LOOPBACK = ("127.0.0.0/8",)
+
+
+async def check(net: Network, host: str, expected: tuple[str, ...] = FAKE_NETWORKS,
+                cfg: RunConfig | None = None, budget: float = 2.0,
+                name: str = "dns") -> dict[str, Any]:
+    ep = Endpoint(service="s", function="dns" if name == "dns" else "messaging", check=name,
+                  host=host, port=None if name == "dns" else 443, expected_networks=expected)
+    keys, _ = await run_check(net, ep, cfg, budget=budget)
+    return keys
+
+
+async def test_late_differing_reply_is_injection() -> None:
+    net = FakeNetwork(names={"a.test": ["198.18.1.1"]}, dns_forged={"a.test": ["198.18.9.9"]})
+    keys = await check(net, "a.test")
+    assert keys["failure"] == failures.DNS_INJECTED
+    assert dns_check.methods(keys) == ["dns_injection"]
+    a = keys["queries"][0]
+    assert a["addresses"] == ["198.18.9.9"]  # the forged reply came first
+    assert a["late_replies"][0]["addresses"] == ["198.18.1.1"]
+    assert keys["addresses"] == [] and keys["answered_addresses"] == ["198.18.9.9"]
+    tcp = await check(net, "a.test", name="tcp")
+    assert tcp_check.methods(tcp) == ["dns_injection"]
+
+
+async def test_loopback_duplicates_same_answer_is_not_injection() -> None:
+    def handle(request):
+        return [answer(request, "127.0.0.1"), answer(request, "127.0.0.1")]
+
+    with LoopbackDnsServer(handle) as srv:
+        cfg = RunConfig(timeout_s=2.0, resolver=srv.resolver)
+        keys = await check(RealNetwork(), "a.test", LOOPBACK, cfg)
+    assert keys["failure"] is None
+    assert len(keys["queries"][0]["late_replies"]) == 1
+
+
+async def test_loopback_injected_reply_then_real_one() -> None:
+    def handle(request):
+        return [answer(request, "127.0.0.66"), answer(request, "127.0.0.1")]
+
+    with LoopbackDnsServer(handle) as srv:
+        cfg = RunConfig(timeout_s=2.0, resolver=srv.resolver)
+        keys = await check(RealNetwork(), "a.test", LOOPBACK, cfg)
+    assert keys["failure"] == failures.DNS_INJECTED
+    assert keys["queries"][0]["injected_first"]["addresses"] == ["127.0.0.66"]
+    assert dns_check.methods(keys) == ["dns_injection"]
+
+
+async def test_loopback_differing_replies_after_a_retransmission_are_not_injection() -> None:
+    seen: list[int] = []
+
+    def handle(request):
+        seen.append(request.id)
+        if len(seen) == 1:
+            return None  # the first query is lost: the probe sends it again
+        return [answer(request, "127.0.0.2"), answer(request, "127.0.0.1")]
+
+    with LoopbackDnsServer(handle) as srv:
+        cfg = RunConfig(timeout_s=3.0, resolver=srv.resolver)
+        keys = await check(RealNetwork(), "a.test", LOOPBACK, cfg, budget=3.0)
+    a = keys["queries"][0]
+    assert a["attempts"] == 2 and a["late_replies"]
+    assert keys["failure"] is None  # two transmissions may get two different answers
