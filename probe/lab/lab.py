@@ -30,6 +30,7 @@ from probe.lab.dns import DnsZone
 from probe.lab.labtargets import LabTargets, make_lab_targets
 from probe.lab.netns import NETNS_ETC, LabError, kill_pids, ns_exec, sh, spawn
 from probe.lab.pki import make_pki
+from probe.lab.relays import coturn_stream_args, nat_script
 
 STATE_ROOT = Path("/run/voip-probe-lab")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +98,7 @@ class Lab:
         self._start_servers(pki.server_cert, pki.server_key)
         self.reload_dns()
         self._start_coturn()
+        self._start_stream_relays(pki.server_cert, pki.server_key)
         self._start_reflector()
         self.censor_exec(["nft", "-f", "-"], input_text=NFT_BASE)
         self._save()
@@ -226,9 +228,25 @@ class Lab:
                     "--simple-log", f"--pidfile={self.dir / f'coturn-{port}.pid'}",
                     "--relay-ip", A.SPARE, "--min-port", str(low), "--max-port",
                     str(low + 499), "--no-software-attribute"]
+            if port in self._served_tcp_ports():
+                args.append("--no-tcp")  # TCP on this port is the lab servers' (e.g. 443)
             for address in addresses:
                 args += ["--listening-ip", address]
             self.spawn("inet", f"coturn-{port}", args, ready="Total General servers")
+
+    def _served_tcp_ports(self) -> set[int]:
+        return self.targets.tcp_ports | {80, 443}
+
+    def _start_stream_relays(self, cert: Path, key: Path) -> None:
+        """The relays' fallback: TURN over TCP and TLS (:mod:`probe.lab.relays`)."""
+        relays = {self.address_of(host): ports
+                  for host, ports in self.targets.stream_relays.items()}
+        if not relays:
+            return
+        args = coturn_stream_args(relays, LAB_REALM, cert, key,
+                                  self.dir / "coturn-stream.pid", A.SPARE, 60000)
+        self.spawn("inet", "coturn-stream", args, ready="Total General servers")
+        self.exec("inet", ["nft", "-f", "-"], input_text=nat_script(relays))
 
     def _start_reflector(self) -> None:
         self.spawn("inet", "reflector",

@@ -4,8 +4,9 @@ Each host name of the targets files gets one lab address (:class:`HostPlan`); th
 resolver answers the real name with it. A copy differs from its original only in
 ``expected_networks``, set to the lab /24s of the endpoint's hosts, so the probe runs
 the real endpoint lists. The copy also tells the fake internet which ports to serve:
-TCP for ``tcp``/``tls``/``https``, coturn for ``stun``/``turn``, UDP echo for ``udp`` and
-anything else that is not TCP.
+TCP for ``tcp``/``tls``/``https``, coturn for ``stun``/``turn``, coturn over TCP and TLS
+for ``turn_tcp``/``turn_tls`` (the relays' fallback, :mod:`probe.lab.relays`), UDP echo
+for ``udp`` and anything else that is not TCP.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from probe.lab.addresses import HostPlan
 
 TCP_CHECKS = {"tcp", "tls", "https", "http"}
 STUN_CHECKS = {"stun", "turn"}
+STREAM_TURN_CHECKS = {"turn_tcp", "turn_tls"}
 
 
 class LabTargetsError(Exception):
@@ -33,6 +35,8 @@ class LabTargets:
     tcp_ports: set[int] = field(default_factory=set)
     stun_ports: set[int] = field(default_factory=set)
     udp_ports: set[int] = field(default_factory=set)
+    # host name -> TCP ports on which its relay takes TURN over TCP and TLS
+    stream_relays: dict[str, set[int]] = field(default_factory=dict)
     # service id -> function -> hosts, for rules that target a whole function
     hosts_by_function: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     endpoints: list[dict[str, Any]] = field(default_factory=list)  # flattened, with service
@@ -79,6 +83,8 @@ def _rewrite_endpoint(endpoint: dict[str, Any], service: str, lab: LabTargets) -
             lab.tcp_ports.add(int(port))
         elif check in STUN_CHECKS:
             lab.stun_ports.add(int(port))
+        elif check in STREAM_TURN_CHECKS:
+            lab.stream_relays.setdefault(host, set()).add(int(port))
         else:
             lab.udp_ports.add(int(port))
     # Always set, added where the original has none: the lab lives in 198.18.0.0/15, a bogon
