@@ -37,12 +37,18 @@ def serve(
     ] = None,
     reflector_host: Annotated[str | None, typer.Option(
         "--reflector-host", help="Address for the reflector. Default: --host.")] = None,
+    reflector_name: Annotated[str | None, typer.Option(
+        "--reflector-name", help="Name (or address) probes should use for the reflector, "
+        "as GET /api/v1/reflector advertises it. Default: the host name a probe used to "
+        "reach this collector.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the collector: receive, validate and store results files; answer queries.
 
-    API: POST /api/v1/results, GET /api/v1/measurements, GET /api/v1/summary; OpenAPI at
-    /openapi.json, docs at /docs. Client addresses are neither stored nor logged.
+    API: POST /api/v1/results, GET /api/v1/measurements, GET /api/v1/summary, GET
+    /api/v1/reflector (the reflector it runs, which probes configured with this collector
+    use); OpenAPI at /openapi.json, docs at /docs. Client addresses are neither stored nor
+    logged.
     """
     with command_boundary():
         import logging
@@ -65,6 +71,12 @@ def serve(
                 ports = parse_ports(reflector_ports)
             except ValueError as exc:
                 raise UsageError(f"--reflector-ports: {exc}") from None
+        if reflector_name is not None:
+            from probe.targets import valid_hostname
+
+            if not valid_hostname(reflector_name):
+                raise UsageError(f"--reflector-name must be a host name or an address, got "
+                                 f"{reflector_name!r}")
         if admin_token is not None and len(admin_token) < 16:
             raise UsageError("--admin-token must be at least 16 characters")
         try:
@@ -78,7 +90,8 @@ def serve(
             raise UsageError(f"cannot use --data-dir {data_dir}: {exc}") from None
         cfg = CollectorConfig(max_bytes=int(max_upload_mb * 1024 * 1024),
                               admin_token=admin_token, rate_limit_per_min=rate_limit,
-                              reflector_host=reflector_host or host, reflector_ports=ports)
+                              reflector_host=reflector_host or host, reflector_ports=ports,
+                              reflector_name=reflector_name)
         stderr_console().print(
             f"collector on http://{host}:{port} (storage: {storage.db.describe()}, files in "
             f"{storage.blobs.root}); admin endpoints "

@@ -16,3 +16,6 @@ class CollectorConfig:
     # Also run the reflector (probe.reflector) in the same process, on these UDP ports.
     reflector_host: str = "127.0.0.1"
     reflector_ports: list[int] = field(default_factory=list)
+    # The reflector's name as GET /api/v1/reflector gives it; None: the host the client
+    # used to reach the collector (the reflector runs on the same machine).
+    reflector_name: str | None = None

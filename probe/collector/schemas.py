@@ -80,6 +80,16 @@ class Deleted(BaseModel):
     deleted: bool
 
 
+class AdvertisedReflector(BaseModel):
+    host: str = Field(description="host name (or address) of the reflector to use")
+    ports: list[int] = Field(description="UDP ports it answers on")
+
+
+class ReflectorBody(BaseModel):
+    reflector: AdvertisedReflector | None = Field(
+        description="the reflector this collector runs; null when it runs none")
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }

@@ -82,3 +82,49 @@ def test_serve_with_an_unreachable_database_says_so(tmp_path: Any) -> None:
                           str(tmp_path / "d"), "--database-url", "mysql://x"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unsupported --database-url" in bad.stderr
+
+
+def test_the_collector_advertises_the_reflector_it_runs(collector_process: Any) -> None:
+    from probe.reflector_choice import advertised_reflector, choose_reflector
+
+    port = free_udp_port()
+    server = collector_process(extra=("--reflector-ports", str(port)))
+    body = httpx.get(server.url + "/api/v1/reflector", timeout=60).json()
+    # the host the client used to reach the collector: the reflector is on that machine
+    assert body == {"reflector": {"host": "127.0.0.1", "ports": [port]}}
+    assert advertised_reflector(server.url) == ("127.0.0.1", None)
+    choice = choose_reflector(None, {"collector": server.url}, "config.toml", server.url)
+    assert (choice.host, choice.source) == ("127.0.0.1", "collector")
+    # the option and the configuration come first, and the collector is not asked then
+    assert choose_reflector("198.18.0.7", {}, "c", server.url).source == "option"
+    configured = choose_reflector(None, {"reflector": "refl.example.org"}, "c", server.url)
+    assert (configured.host, configured.source) == ("refl.example.org", "config")
+    doc = httpx.get(server.url + "/openapi.json", timeout=60).json()
+    assert "/api/v1/reflector" in doc["paths"]
+
+
+def test_the_advertised_name_can_be_set_and_none_is_said_without_a_reflector(
+        collector_process: Any, tmp_path: Any) -> None:
+    import pytest
+
+    from probe.reflector_choice import (
+        ReflectorConfigError,
+        advertised_reflector,
+        choose_reflector,
+    )
+
+    port = free_udp_port()
+    named = collector_process(data_dir=tmp_path / "a", extra=(
+        "--reflector-ports", str(port), "--reflector-name", "refl.lab.example"))
+    assert advertised_reflector(named.url) == ("refl.lab.example", None)
+    named.stop()
+    plain = collector_process(data_dir=tmp_path / "b")
+    assert httpx.get(plain.url + "/api/v1/reflector", timeout=60).json() == {"reflector": None}
+    choice = choose_reflector(None, {}, "c", plain.url)
+    assert choice.host is None and choice.note == "the collector runs no reflector"
+    plain.stop()
+    # a collector that cannot be reached: no reflector, and why
+    gone = choose_reflector(None, {}, "c", plain.url)
+    assert gone.host is None and gone.note is not None and "could not be asked" in gone.note
+    with pytest.raises(ReflectorConfigError, match="'reflector' must be a host name"):
+        choose_reflector(None, {"reflector": "not a host!"}, "config.toml", None)

@@ -4,12 +4,14 @@
 - :mod:`~probe.collector.routes.queries`: ``GET /api/v1/measurements``, ``GET /api/v1/summary``.
 - :mod:`~probe.collector.routes.admin`: export and delete stored files (admin token).
 - :mod:`~probe.collector.routes.health`: ``GET /api/v1/health``.
+- :mod:`~probe.collector.routes.reflector`: ``GET /api/v1/reflector`` (the reflector it runs).
 
 :data:`ROUTERS` is their order in the OpenAPI description.
 """
 
 from fastapi import APIRouter
 
-from probe.collector.routes import admin, health, queries, upload
+from probe.collector.routes import admin, health, queries, reflector, upload
 
-ROUTERS: tuple[APIRouter, ...] = (upload.router, queries.router, admin.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (upload.router, queries.router, admin.router, health.router,
+                                  reflector.router)
