@@ -31,7 +31,7 @@ class ReflectorChoice:
 
 
 def _valid_host(value: str) -> bool:
-    from probe.targets import valid_hostname
+    from probe.hostnames import valid_hostname
 
     return valid_hostname(value)
 

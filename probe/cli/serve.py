@@ -72,7 +72,7 @@ def serve(
             except ValueError as exc:
                 raise UsageError(f"--reflector-ports: {exc}") from None
         if reflector_name is not None:
-            from probe.targets import valid_hostname
+            from probe.hostnames import valid_hostname
 
             if not valid_hostname(reflector_name):
                 raise UsageError(f"--reflector-name must be a host name or an address, got "
