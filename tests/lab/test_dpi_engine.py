@@ -14,7 +14,7 @@ from scapy.layers.l2 import CookedLinux, Ether
 from scapy.utils import PcapNgWriter, wrpcap
 
 from probe import stun
-from probe.checks import callpath
+from probe.checks import _payloads
 from probe.lab.dpi import ndpi, nfq, offline
 
 CLIENT, SERVER, OTHER = "198.18.1.2", "198.19.0.7", "198.19.0.8"
@@ -28,17 +28,17 @@ def packet(payload: bytes, sport: int, dport: int, src: str = CLIENT,
 
 
 def app_stun(flavor: str) -> bytes:
-    makers, _ = callpath.differential_makers(flavor)
+    makers, _ = _payloads.differential_makers(flavor)
     return makers["app_stun"]().data
 
 
 def plain_stun() -> bytes:
-    makers, _ = callpath.differential_makers(None)
+    makers, _ = _payloads.differential_makers(None)
     return makers["stun"]().data
 
 
 def random_payload() -> bytes:
-    return callpath.random_bytes(callpath.MIN_STUN_LEN)
+    return _payloads.random_bytes(_payloads.MIN_STUN_LEN)
 
 
 def test_revision_is_ndpi_5() -> None:
