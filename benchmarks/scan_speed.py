@@ -22,10 +22,9 @@ import time
 from datetime import UTC, datetime
 
 from probe.model import Plan, RunConfig
-from probe.reflector import reply_for
 from probe.runner import RunInfo, plan_units, run_plan
 from probe.targets import load_plan
-from probe.testing import FAKE_NETWORKS, FakeNetwork
+from probe.testing import FAKE_NETWORKS, FakeNetwork, reflector_responder
 
 
 def fake_plan() -> Plan:
@@ -38,24 +37,25 @@ def fake_plan() -> Plan:
         for s in plan.services))
 
 
-def answer_like_a_server(ip: str, port: int, data: bytes) -> bytes | None:
-    """Every UDP endpoint answers as the project's reflector does: STUN Binding requests
-    get a Binding success response, anything else is echoed."""
-    return reply_for(data, ("198.18.0.2", 50000))[1]
-
-
-def fake_world(rule: str) -> tuple[FakeNetwork, int]:
+def fake_world(blackholed: bool) -> tuple[FakeNetwork, int]:
+    """Every UDP endpoint answers as the project's reflector does (STUN Binding requests get
+    a Binding success response, anything else is echoed); blackholed: the censor drops
+    every packet to every endpoint (the resolver still answers)."""
     plan = fake_plan()
     hosts = sorted({e.target_host for e in plan.endpoints if e.target_host})
-    names = {h: [f"198.18.{i // 250}.{i % 250 + 1}"] for i, h in enumerate(hosts)}
-    net = FakeNetwork(names=names, default_rule=rule, udp_responder=answer_like_a_server)
+    # 198.18.1.1 onwards: clear of the resolver (198.18.0.53), which the censor must not drop.
+    names = {h: [f"198.18.{i // 250 + 1}.{i % 250 + 1}"] for i, h in enumerate(hosts)}
+    net = FakeNetwork(names=names, udp_default=reflector_responder)
+    if blackholed:
+        for proto in ("tcp", "udp"):
+            net.censor.apply("drop_endpoint", hosts=hosts, proto=proto)
     return net, len(plan_units(plan))
 
 
-def scan(rule: str, budget: float, concurrency: int = 256,
+def scan(blackholed: bool, budget: float, concurrency: int = 256,
          slowest: list[tuple[float, str]] | None = None) -> tuple[float, int]:
     plan = fake_plan()
-    net, _ = fake_world(rule)
+    net, _ = fake_world(blackholed)
     info = RunInfo(report_id="bench", start=datetime.now(UTC))
     records: list[dict] = []
     cfg = RunConfig(timeout_s=budget, concurrency=concurrency)
@@ -82,12 +82,12 @@ def main() -> int:
     ap.add_argument("--small-budget", type=float, default=0.05,
                     help="budget for the one-by-one comparison (kept small: it is slow)")
     args = ap.parse_args()
-    _, units = fake_world("ok")
+    _, units = fake_world(False)
     print(f"default scan: {units} checks per pass (dns lookups included)")
 
-    wall_dead, n_dead = scan("timeout", args.budget)
+    wall_dead, n_dead = scan(True, args.budget)
     slow: list[tuple[float, str]] = []
-    wall_ok, n_ok = scan("ok", args.budget, slowest=slow)
+    wall_ok, n_ok = scan(False, args.budget, slowest=slow)
     print(f"all unreachable: {wall_dead:.2f} s = {wall_dead / args.budget:.2f} x budget "
           f"({n_dead} measurements; goal <= 2.3)")
     print(f"all answering:   {wall_ok:.3f} s = {wall_ok / args.budget:.3f} x budget "
@@ -95,8 +95,8 @@ def main() -> int:
           + ", ".join(f"{name} {t:.2f} s" for t, name in slow))
 
     b = args.small_budget
-    conc, _ = scan("timeout", b)
-    seq, _ = scan("timeout", b, concurrency=1)
+    conc, _ = scan(True, b)
+    seq, _ = scan(True, b, concurrency=1)
     print(f"one by one vs concurrent (unreachable, budget {b} s): {seq:.2f} s vs {conc:.2f} s "
           f"= {seq / conc:.0f}x slower one by one")
 

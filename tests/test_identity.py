@@ -27,26 +27,21 @@ from probe.identity import (
 from probe.model import Endpoint, Plan, RunConfig, Service
 from probe.net import RealNetwork
 from probe.session import run_session
-from probe.testing import FAKE_NETWORKS, FakeNetwork
+from probe.testing import FAKE_NETWORKS, FakeNetwork, stun_server
 
 PUBLIC = "198.18.44.44"  # the probe's "public" address in the fake world
 STUN_HOST = "stun.test"
+STUN_IP = "198.18.3.3"
 CYMRU = {
     "44.44.18.198.origin.asn.cymru.com": ["64500 | 198.18.44.0/24 | MA | afrinic | 2016-01-07"],
     "AS64500.asn.cymru.com": ["64500 | MA | afrinic | 2016-01-07 | LABTEL-AS Lab Telecom, MA"],
 }
 
 
-def stun_responder(mapped: str):
-    def respond(ip: str, port: int, data: bytes) -> bytes | None:
-        request = stun.parse(data)
-        return stun.binding_success(request, (mapped, 40000)).encode(fingerprint=True)
-    return respond
-
-
-def world(**kw) -> FakeNetwork:
-    return FakeNetwork(names={STUN_HOST: ["198.18.3.3"]}, txt=dict(CYMRU),
-                       udp_responder=stun_responder(PUBLIC), **kw)
+def world(txt: dict[str, list[str]] = CYMRU) -> FakeNetwork:
+    """The STUN server maps the probe to PUBLIC; Cymru's TXT records answer from ``txt``."""
+    return FakeNetwork(names={STUN_HOST: [STUN_IP]}, txt=dict(txt),
+                       udp_hosts={STUN_IP: stun_server(mapped=(PUBLIC, 40000))})
 
 
 def cfg(tmp_path: Path, **kw) -> RunConfig:
@@ -187,8 +182,7 @@ def test_session_scrubs_the_public_ip_everywhere(tmp_path: Path) -> None:
 async def test_malformed_cymru_answers_never_reach_names(tmp_path: Path, origin: str,
                                                          asn: str, cc: str) -> None:
     txt = {**CYMRU, "44.44.18.198.origin.asn.cymru.com": [origin]}
-    net = FakeNetwork(names={STUN_HOST: ["198.18.3.3"]}, txt=txt,
-                      udp_responder=stun_responder(PUBLIC))
+    net = world(txt=txt)
     found = await lookup(cfg(tmp_path), net)
     assert (found.asn, found.cc) == (asn, cc)
     assert re.fullmatch(r"AS\d+", found.asn) and re.fullmatch(r"[A-Z]{2}", found.cc)

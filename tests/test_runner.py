@@ -51,8 +51,8 @@ def test_records_carry_the_base_fields_and_dns_units() -> None:
 
 def test_only_failures_are_confirmed_and_a_flaky_endpoint_recovers() -> None:
     net = FakeNetwork(names={"a.test": ["198.18.1.1"], "b.test": ["198.18.1.2"]},
-                      rules={("198.18.1.1", 443): ["reset", "ok"],
-                             ("198.18.1.2", 443): "reset"})
+                      tcp_faults={("198.18.1.1", 443): ["reset", "ok"],
+                                  ("198.18.1.2", 443): "reset"})
     recs = run(plan_of(ep("wa", "a.test"), ep("wa", "b.test")), net)
     confirm = [(r["input"], r["test_keys"]["failure"]) for r in recs
                if r["pass"] == "confirmation"]
@@ -82,8 +82,8 @@ def test_a_broken_check_is_recorded_and_the_run_goes_on() -> None:
 
 
 def test_concurrency_limit_is_respected() -> None:
-    net = FakeNetwork(names={f"h{i}.test": [f"198.18.1.{i}"] for i in range(10)},
-                      default_rule="timeout")
+    net = FakeNetwork(names={f"h{i}.test": [f"198.18.1.{i}"] for i in range(10)})
+    net.censor.apply("drop_endpoint", hosts=list(net.names))  # every connect waits
     in_flight = 0
     peak = 0
     original = net.tcp_connect

@@ -20,8 +20,7 @@ import probe.session as session
 from probe.model import Endpoint, Plan, RunConfig, Service
 from probe.results import read_results
 from probe.session import run_session
-from probe.testing import FAKE_NETWORKS, FakeNetwork
-from tests.helpers import callpath_fakes as F
+from probe.testing import FAKE_NETWORKS, FakeNetwork, stun_server
 
 
 def one_endpoint_plan() -> Plan:
@@ -98,7 +97,7 @@ def test_mapped_address_never_written_without_include_ip(tmp_path: Path,
                                                          include_ip: bool) -> None:
     public = ("203.0.113.77", 61000)
     server = "198.18.9.10"
-    net = F.FakeCallNet(hosts={server: F.stun_server(mapped=public)})
+    net = FakeNetwork(udp_hosts={server: stun_server(mapped=public)})
     ep = Endpoint(service="svc", function="calls", check="stun", host=server, port=3478,
                   source="test:1")
     plan = Plan((Service("svc", "Svc", (ep,)),))

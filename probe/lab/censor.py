@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from probe import stun
 from probe.lab import addresses as A
 
 if TYPE_CHECKING:
@@ -30,14 +31,57 @@ table inet censor {
     }
 }
 """
-STUN_COOKIE = "@th,96,32 0x2112a442"  # 4 bytes into the UDP payload (8-byte header + 4)
-# WhatsApp's non-IANA STUN message types and attributes (research/endpoints.md, nDPI S6).
-APP_STUN = {
-    "whatsapp": ["@th,64,16 0x0800-0x0802", "@th,224,16 0x4000-0x4007"],
+# The STUN magic cookie, 4 bytes into the UDP payload (8-byte header + 4).
+STUN_COOKIE = f"@th,96,32 {stun.MAGIC_COOKIE:#010x}"
+
+
+@dataclass(frozen=True)
+class AppStun:
+    """What marks one app's STUN for a DPI engine, looked for only in STUN datagrams (the
+    magic cookie 4 bytes into the UDP payload). One definition for the lab's rules and for
+    the fake network's censor (:mod:`probe.testing`)."""
+
+    types: tuple[tuple[int, int], ...] = ()             # message type ranges (payload 0-1)
+    first_attributes: tuple[tuple[int, int], ...] = ()  # first attribute's type (payload 20-21)
+    realm: str | None = None                            # a string anywhere in the datagram
+
+    def matches(self, payload: bytes) -> bool:
+        """Whether the lab's ``app_stun_dpi`` rule for this flavour drops ``payload``."""
+        if not is_stun(payload):
+            return False
+        msg_type = int.from_bytes(payload[0:2], "big")
+        first = int.from_bytes(payload[20:22], "big") if len(payload) >= 22 else None
+        return (any(lo <= msg_type <= hi for lo, hi in self.types)
+                or (first is not None and any(lo <= first <= hi
+                                              for lo, hi in self.first_attributes))
+                or (self.realm is not None and self.realm.encode() in payload))
+
+    def nft_matches(self) -> list[str]:
+        """The nftables payload matches (one rule each) for the types and first attributes."""
+        return [f"{field} {_nft_values(ranges)}" for field, ranges in (
+            ("@th,64,16", self.types), ("@th,224,16", self.first_attributes)) if ranges]
+
+
+def _nft_values(ranges: tuple[tuple[int, int], ...]) -> str:
+    items = [f"{lo:#06x}" if lo == hi else f"{lo:#06x}-{hi:#06x}" for lo, hi in ranges]
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+
+
+def is_stun(payload: bytes) -> bool:
+    """A UDP payload carrying the STUN magic cookie (what ``stun_dpi`` drops)."""
+    return len(payload) >= 8 and payload[4:8] == stun.MAGIC_COOKIE.to_bytes(4, "big")
+
+
+APP_STUN: dict[str, AppStun] = {
+    # WhatsApp's non-IANA STUN message types and attributes (research/endpoints.md, nDPI S6).
+    "whatsapp": AppStun(types=((0x0800, 0x0802),), first_attributes=((0x4000, 0x4007),)),
     # Teams/Skype: a first attribute among Microsoft's (nDPI "Skype_TeamsCall").
-    "teams": ["@th,224,16 { 0x8054, 0x8055, 0x8070, 0x8095 }"],
+    "teams": AppStun(first_attributes=tuple((a, a) for a in (0x8054, 0x8055, 0x8070, 0x8095))),
+    # A REALM naming the app (iptables string match).
+    "viber": AppStun(realm="viber"),
+    "google": AppStun(realm="google.com"),
+    "signal": AppStun(realm="signal.org"),
 }
-APP_REALM = {"viber": "viber", "google": "google.com", "signal": "signal.org"}
 
 
 @dataclass
@@ -90,14 +134,16 @@ def stun_dpi(lab: Lab, sel: Selection) -> None:
 
 
 def app_stun_dpi(lab: Lab, sel: Selection, flavor: str = "whatsapp") -> None:
-    """Drop app-flavoured STUN only: WhatsApp's message types 0x0800-0x0802 or a first
-    attribute in 0x4000-0x4007 (nft payload match), or a REALM string (iptables string
-    match) for ``viber``/``google``/``signal``. Plain RFC 8489 STUN passes."""
-    if flavor in APP_STUN:
+    """Drop app-flavoured STUN only (:data:`APP_STUN`): WhatsApp's message types
+    0x0800-0x0802 or a first attribute in 0x4000-0x4007, Teams' Microsoft first attributes
+    (nft payload matches), or a REALM string (iptables string match) for
+    ``viber``/``google``/``signal``. Plain RFC 8489 STUN passes."""
+    marker = APP_STUN[flavor]
+    if marker.nft_matches():
         _nft(lab, *(f"{sel.nft_daddr()}{sel.nft_dport('udp')}{STUN_COOKIE} {match} | drop"
-                    for match in APP_STUN[flavor]))
+                    for match in marker.nft_matches()))
+    if marker.realm is None:
         return
-    realm = APP_REALM[flavor]
     for address in sel.addresses or ["0.0.0.0/0"]:
         args = ["-A", "FORWARD", "-p", "udp", "-d", address]
         if sel.ports:
@@ -105,9 +151,9 @@ def app_stun_dpi(lab: Lab, sel: Selection, flavor: str = "whatsapp") -> None:
         # Only STUN datagrams (the cookie 4 bytes into the UDP payload of an option-less
         # IPv4 packet, bytes 32-35), as a DPI engine classifies STUN first: a DNS query for
         # a name containing the realm must not be caught.
-        lab.iptables([*args, "-m", "string", "--hex-string", "|2112a442|", "--algo", "bm",
-                      "--from", "32", "--to", "36", "-m", "string", "--string", realm,
-                      "--algo", "bm", "-j", "DROP"])
+        lab.iptables([*args, "-m", "string", "--hex-string", f"|{stun.MAGIC_COOKIE:08x}|",
+                      "--algo", "bm", "--from", "32", "--to", "36", "-m", "string",
+                      "--string", marker.realm, "--algo", "bm", "-j", "DROP"])
 
 
 def sni_reset(lab: Lab, sel: Selection) -> None:
@@ -227,5 +273,5 @@ RULES: dict[str, RuleSpec] = {
 }
 PARAM_CHOICES: dict[str, tuple[Any, ...]] = {
     "proto": ("tcp", "udp"),
-    "flavor": (*APP_STUN, *APP_REALM),
+    "flavor": tuple(APP_STUN),
 }

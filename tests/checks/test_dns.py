@@ -1,7 +1,7 @@
 """The dns check: every failure it can produce, through the fake seam and a real DNS
 server on loopback, and the control resolver's (--doh) evidence.
 
-Public-looking addresses below appear only in FakeNetwork tables (nothing is sent)."""
+Public-looking addresses below appear only in the fake world's tables (nothing is sent)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,20 @@ async def resolve(net: Network, host: str, cfg: RunConfig | None = None, budget:
     return keys
 
 
-@pytest.mark.parametrize(("rule", "failure", "method"), [
-    ("nxdomain", failures.DNS_NXDOMAIN, "dns_nxdomain"),
-    ("servfail", failures.DNS_SERVFAIL, "dns_servfail"),
-    ("refused", failures.DNS_REFUSED, None),
-    ("timeout", failures.GENERIC_TIMEOUT, "dns_timeout"),
+@pytest.mark.parametrize(("how", "failure", "method"), [
+    ("dns_nxdomain", failures.DNS_NXDOMAIN, "dns_nxdomain"),
+    ("dns_servfail", failures.DNS_SERVFAIL, "dns_servfail"),
+    ("resolver refuses", failures.DNS_REFUSED, None),
+    ("drop_endpoint", failures.GENERIC_TIMEOUT, "dns_timeout"),
 ])
-async def test_fake_dns_failures(rule: str, failure: str, method: str | None) -> None:
-    net = FakeNetwork(names={"a.test": ["198.18.1.1"]}, dns_rules={"a.test": rule})
+async def test_fake_dns_failures(how: str, failure: str, method: str | None) -> None:
+    net = FakeNetwork(names={"a.test": ["198.18.1.1"]})
+    if how == "resolver refuses":  # the resolver's own doing, no censor
+        net.dns_faults["a.test"] = "refused"
+    elif how == "drop_endpoint":  # the censor drops the queries to the resolver
+        net.censor.apply(how, addresses=[net.resolver], proto="udp")
+    else:
+        net.censor.apply(how, hosts=["a.test"])
     keys = await resolve(net, "a.test", budget=1.5)
     assert keys["failure"] == failure
     assert keys["addresses"] == []
@@ -55,7 +61,7 @@ async def test_fake_dns_answer_and_retransmission_count() -> None:
 
 
 async def test_fake_garbage_reply_is_misbehaving_not_a_crash() -> None:
-    net = FakeNetwork(names={"a.test": ["198.18.1.1"]}, dns_rules={"a.test": "garbage"})
+    net = FakeNetwork(names={"a.test": ["198.18.1.1"]}, dns_faults={"a.test": "garbage"})
     keys = await resolve(net, "a.test", budget=1.2)
     # Garbage is set aside (an injector might send it) and the check keeps waiting for a
     # valid reply; none came, so the resolver is misbehaving.
@@ -65,14 +71,15 @@ async def test_fake_garbage_reply_is_misbehaving_not_a_crash() -> None:
 
 
 async def test_ip_literal_needs_no_lookup() -> None:
-    net = FakeNetwork(dns_default="timeout")
+    net = FakeNetwork()
+    net.censor.apply("drop_endpoint", addresses=[net.resolver], proto="udp")  # no DNS at all
     keys = await resolve(net, "198.18.3.3")
     assert keys["failure"] is None and keys["addresses"] == ["198.18.3.3"]
 
 
 async def test_no_resolver_configured() -> None:
     net = FakeNetwork(resolver="")
-    net.system_resolvers = lambda: []  # type: ignore[method-assign]
+    assert net.system_resolvers() == []
     keys = await resolve(net, "a.test")
     assert keys["failure"] == failures.DNS_NO_RESOLVER
 
@@ -168,7 +175,8 @@ async def test_suspicious_answer_without_a_control_is_only_recorded() -> None:
 
 
 async def test_unreachable_control_is_recorded_not_taken_as_evidence() -> None:
-    net = FakeNetwork(names={"a.test": ["1.2.3.4"]}, rules={("doh.test", 443): "reset"})
+    net = FakeNetwork(names={"a.test": ["1.2.3.4"]})
+    net.censor.apply("sni_reset", hosts=["doh.test"])
     cfg = RunConfig(timeout_s=2.0, doh_url=DOH)
     keys = await resolve(net, "a.test", cfg, expected=("157.240.0.0/16",))
     assert keys["control"]["failure"] == failures.CONNECTION_RESET

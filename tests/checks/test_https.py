@@ -64,8 +64,8 @@ async def test_fake_https_status_500_still_works_and_layers_of_failure() -> None
     keys = await run_https(net, "https://v.chat.test/v2/register")
     assert keys["failure"] is None and keys["status_code"] == 500
     assert net.http_requests[0][2] == "v.chat.test"  # Host header: the name, not the IP
-    refused = FakeNetwork(names={"v.chat.test": ["198.18.1.1"]},
-                          rules={("198.18.1.1", 443): "refused"})
+    refused = FakeNetwork(names={"v.chat.test": ["198.18.1.1"]})
+    refused.censor.apply("reset_endpoint", hosts=["v.chat.test"])
     keys = await run_https(refused, "https://v.chat.test/v2/register")
     assert keys["failed_operation"] == "connect" and https_check.methods(keys) == ["tcp_refused"]
     bogon = FakeNetwork(names={"v.chat.test": ["10.10.34.35"]})

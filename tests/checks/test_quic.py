@@ -1,16 +1,13 @@
-"""The quic check (version negotiation ping) through the network
-seam, against a fake UDP network whose responders are the real reflector logic and a
-STUN/TURN server on our codec, and whose censor drops datagrams like the lab's rules."""
+"""The quic check (version negotiation ping) through the network seam, in the fake world."""
 
 from __future__ import annotations
 
 from probe import failures
-from tests.helpers import callpath_fakes as F
-from tests.helpers.callpath_fakes import SERVER
-from tests.helpers.callpath_fakes import run_call_check as run_check
+from probe.testing import FakeNetwork
+from tests.helpers.checks import SERVER
+from tests.helpers.checks import run_call_check as run_check
 
 
-# --- quic --------------------------------------------------------------------------------
 def version_negotiation(data: bytes) -> bytes:
     dlen = data[5]
     dcid = data[6:6 + dlen]
@@ -21,16 +18,16 @@ def version_negotiation(data: bytes) -> bytes:
 
 
 async def test_quic_version_negotiation() -> None:
-    net = F.FakeCallNet(hosts={SERVER: version_negotiation})
+    net = FakeNetwork(udp_hosts={SERVER: version_negotiation})
     keys, methods = await run_check("quic", net, port=443, reflector=None)
     assert methods == []
     assert keys["failure"] is None and keys["quic_ping"]["supported_versions"] == ["0x00000001"]
-    assert all(len(d) == 1200 for _, _, d in net.sent)
+    assert net.udp_sent and all(len(d) == 1200 for _, _, d in net.udp_sent)
 
 
 async def test_quic_echo_is_unexpected_and_silence_is_timeout() -> None:
-    keys, methods = await run_check("quic", F.FakeCallNet(hosts={SERVER: lambda d: d}),
+    keys, methods = await run_check("quic", FakeNetwork(udp_hosts={SERVER: lambda d: d}),
                                     port=443, reflector=None)
     assert keys["failure"] == failures.QUIC_UNEXPECTED_REPLY and methods == []
-    keys, methods = await run_check("quic", F.FakeCallNet(), port=443, reflector=None)
+    keys, methods = await run_check("quic", FakeNetwork(), port=443, reflector=None)
     assert keys["failure"] == failures.GENERIC_TIMEOUT and methods == ["udp_blocked"]

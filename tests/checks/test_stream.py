@@ -1,43 +1,46 @@
 """The stream check (a call-like RTP stream beside the baseline port) through the network
-seam, against a fake UDP network whose responders are the real reflector logic and a
-STUN/TURN server on our codec, and whose censor drops datagrams like the lab's rules."""
+seam, in the fake world (the project's reflector logic answering) under the lab's censor
+rules."""
 
 from __future__ import annotations
 
 import asyncio
 
 from probe import failures
-from tests.helpers import callpath_fakes as F
-from tests.helpers.callpath_fakes import CALL_PORT, reflector_everywhere
-from tests.helpers.callpath_fakes import run_call_check as run_check
+from tests.helpers.checks import CALL_PORT, call_world
+from tests.helpers.checks import run_call_check as run_check
 
 
-# --- stream ------------------------------------------------------------------------------
 async def test_stream_ok() -> None:
-    keys, methods = await run_check("stream", reflector_everywhere(F.FakeCallNet()), host=None)
+    keys, methods = await run_check("stream", call_world(), host=None)
     assert keys["failure"] is None and methods == [], keys["reasons"]
     assert keys["call"]["sent"] == 50 and keys["call"]["received"] == 50
     assert keys["baseline"]["loss"] == 0.0
 
 
 async def test_stream_throttled() -> None:
-    net = reflector_everywhere(F.FakeCallNet(censor=F.throttle(0.5, CALL_PORT)))
-    keys, methods = await run_check("stream", net, host=None)
+    # The throttled scenario's policer, slower: 1 kB/s each way (a second of rate plus a
+    # 2 kB burst) against 10 kB/s of stream for 2 s lets about a quarter through.
+    net = call_world()
+    net.censor.apply("throttle_udp_ports", ports=[CALL_PORT], kbytes_per_s=1)
+    keys, methods = await run_check("stream", net, host=None, stream_seconds=2.0,
+                                    timeout_s=3.0)
     assert keys["failure"] is None and methods == ["throttled"]
     assert keys["call"]["loss"] > 0.5 and keys["baseline"]["loss"] == 0.0
 
 
 async def test_stream_cut_off_is_throttled() -> None:
-    net = reflector_everywhere(F.FakeCallNet())
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    net.censor = lambda ip, port, data: port == CALL_PORT and loop.time() - start > 0.6
+    net = call_world()
+    # The censor starts dropping the call port 0.6 s into the call.
+    asyncio.get_running_loop().call_later(0.6, lambda: net.censor.apply(
+        "drop_udp_ports", ports=[CALL_PORT]))
     keys, methods = await run_check("stream", net, host=None, stream_seconds=2.5,
                                     timeout_s=4.0)
     assert methods == ["throttled"] and "cut off" in " ".join(keys["reasons"])
 
 
 async def test_stream_blocked_port() -> None:
-    net = reflector_everywhere(F.FakeCallNet(censor=F.drop_ports(CALL_PORT)))
+    net = call_world()
+    net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
     keys, methods = await run_check("stream", net, host=None)
     assert keys["failure"] == failures.GENERIC_TIMEOUT and methods == ["udp_blocked"]

@@ -22,15 +22,21 @@ async def run_tcp(net: Network, host: str, port: int, budget: float = 1.0) -> di
     return keys
 
 
-@pytest.mark.parametrize(("rule", "failure", "method"), [
-    ("ok", None, None),
-    ("refused", failures.CONNECTION_REFUSED, "tcp_refused"),
-    ("reset", failures.CONNECTION_RESET, "tcp_reset"),
-    ("timeout", failures.GENERIC_TIMEOUT, "tcp_timeout"),
-    ("unreachable", failures.HOST_UNREACHABLE, None),
+@pytest.mark.parametrize(("server", "rule", "failure", "method"), [
+    ("ok", None, None, None),
+    ("refused", None, failures.CONNECTION_REFUSED, "tcp_refused"),  # nothing listens
+    ("reset", None, failures.CONNECTION_RESET, "tcp_reset"),
+    ("unreachable", None, failures.HOST_UNREACHABLE, None),  # no route
+    ("ok", "drop_endpoint", failures.GENERIC_TIMEOUT, "tcp_timeout"),
+    ("ok", "reset_endpoint", failures.CONNECTION_REFUSED, "tcp_refused"),  # RST to the SYN
+    ("ok", "reject_endpoint", failures.HOST_UNREACHABLE, None),  # ICMP admin-prohibited
 ])
-async def test_fake_connect_outcomes(rule: str, failure: str | None, method: str | None) -> None:
-    net = FakeNetwork(names={"e1.test": ["198.18.1.1"]}, rules={("198.18.1.1", 443): rule})
+async def test_fake_connect_outcomes(server: str, rule: str | None, failure: str | None,
+                                     method: str | None) -> None:
+    net = FakeNetwork(names={"e1.test": ["198.18.1.1"]},
+                      tcp_faults={("198.18.1.1", 443): server})
+    if rule:
+        net.censor.apply(rule, hosts=["e1.test"])
     keys = await run_tcp(net, "e1.test", 443, budget=0.3)
     assert keys["failure"] == failure
     assert keys["tcp_connect"][0]["status"]["failure"] == failure
@@ -39,7 +45,7 @@ async def test_fake_connect_outcomes(rule: str, failure: str | None, method: str
 
 async def test_every_address_is_tried_and_one_success_is_enough() -> None:
     net = FakeNetwork(names={"e1.test": ["198.18.1.1", "198.18.1.2"]},
-                      rules={("198.18.1.1", 443): "reset"})
+                      tcp_faults={("198.18.1.1", 443): "reset"})
     keys = await run_tcp(net, "e1.test", 443)
     assert keys["failure"] is None
     outcome = {a["ip"]: a["status"]["success"] for a in keys["tcp_connect"]}
@@ -47,7 +53,8 @@ async def test_every_address_is_tried_and_one_success_is_enough() -> None:
 
 
 async def test_resolution_failure_is_reported_as_dns_method() -> None:
-    net = FakeNetwork(dns_rules={"e1.test": "nxdomain"})
+    net = FakeNetwork()
+    net.censor.apply("dns_nxdomain", hosts=["e1.test"])
     keys = await run_tcp(net, "e1.test", 443)
     assert (keys["failure"], keys["failed_operation"]) == (failures.DNS_NXDOMAIN, "resolve")
     assert tcp_check.methods(keys) == ["dns_nxdomain"]
@@ -56,7 +63,8 @@ async def test_resolution_failure_is_reported_as_dns_method() -> None:
 
 async def test_ipv6_unreachable_does_not_hide_ipv4_failure() -> None:
     net = FakeNetwork(names={"e1.test": ["2001:db8::1", "198.18.1.1"]},
-                      rules={("2001:db8::1", 443): "unreachable", ("198.18.1.1", 443): "reset"})
+                      tcp_faults={("2001:db8::1", 443): "unreachable",
+                                  ("198.18.1.1", 443): "reset"})
     keys = await run_tcp(net, "e1.test", 443)
     assert keys["failure"] == failures.CONNECTION_RESET
 

@@ -44,12 +44,18 @@ async def test_fake_tls_ok_and_decoy_completes() -> None:
     assert roles["decoy"]["sni"] == tls_check.DEFAULT_DECOY_SNI
 
 
-@pytest.mark.parametrize("rule", ["reset", "timeout"])
-async def test_fake_only_the_real_sni_fails_is_tls_sni(rule: str) -> None:
-    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": rule})
+@pytest.mark.parametrize("how", ["sni_reset", "silent"])
+async def test_fake_only_the_real_sni_fails_is_tls_sni(how: str) -> None:
+    # The lab's sni_reset; or the name's handshake blackholed (no lab rule drops by SNI:
+    # the server never answers that name).
+    net = FakeNetwork(names=WORLD)
+    if how == "sni_reset":
+        net.censor.apply(how, hosts=["chat.test"])
+    else:
+        net.tls_faults["chat.test"] = how
     keys = await run_tls(net, "chat.test", budget=1.0)
     assert keys["sni_blocked"] is True and keys["failed_operation"] == "tls_handshake"
-    assert keys["failure"] == (failures.CONNECTION_RESET if rule == "reset"
+    assert keys["failure"] == (failures.CONNECTION_RESET if how == "sni_reset"
                                else failures.GENERIC_TIMEOUT)
     assert tls_check.methods(keys) == ["tls_sni"]
     # The blackholed first handshake did not starve the decoy (half the budget each).
@@ -57,7 +63,7 @@ async def test_fake_only_the_real_sni_fails_is_tls_sni(rule: str) -> None:
 
 
 @pytest.mark.parametrize("decoy_first", [False, True])
-@pytest.mark.parametrize("first", ["timeout", "reset"])
+@pytest.mark.parametrize("first", ["silent", "reset"])
 async def test_fake_real_sni_failing_once_is_retried_and_works(
         first: str, decoy_first: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # A real handshake that stalls (or is reset) once, next to a decoy that completes, is
@@ -65,7 +71,7 @@ async def test_fake_real_sni_failing_once_is_retried_and_works(
     # order leaves the retry room in the budget.
     monkeypatch.setattr(tls_helpers.random, "shuffle",
                         lambda order: order.reverse() if decoy_first else None)
-    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": [first, "ok"]})
+    net = FakeNetwork(names=WORLD, tls_faults={"chat.test": [first, "ok"]})
     keys = await run_tls(net, "chat.test", budget=2.0)
     assert keys["failure"] is None and keys["sni_blocked"] is False
     assert tls_check.methods(keys) == []
@@ -75,7 +81,8 @@ async def test_fake_real_sni_failing_once_is_retried_and_works(
 
 
 async def test_fake_sni_filter_fails_the_retry_too() -> None:
-    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "reset"})
+    net = FakeNetwork(names=WORLD)
+    net.censor.apply("sni_reset", hosts=["chat.test"])
     keys = await run_tls(net, "chat.test", budget=2.0)
     reals = [h for h in keys["tls_handshakes"] if h["role"] == "target"]
     assert len(reals) == 2 and all(r["failure"] == failures.CONNECTION_RESET for r in reals)
@@ -83,15 +90,15 @@ async def test_fake_sni_filter_fails_the_retry_too() -> None:
 
 
 async def test_fake_no_retry_when_the_decoy_fails_too() -> None:
-    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "handshake_failure",
-                                              "example.com": "handshake_failure"})
+    net = FakeNetwork(names=WORLD, tls_faults={"chat.test": "handshake_failure",
+                                               "example.com": "handshake_failure"})
     keys = await run_tls(net, "chat.test", budget=2.0)
     assert len(keys["tls_handshakes"]) == 2  # one real, one decoy: both failing is no SNI sign
 
 
 async def test_fake_both_names_fail_handshake_is_tls_failure() -> None:
-    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "handshake_failure",
-                                              "example.com": "handshake_failure"})
+    net = FakeNetwork(names=WORLD, tls_faults={"chat.test": "handshake_failure",
+                                               "example.com": "handshake_failure"})
     keys = await run_tls(net, "chat.test")
     assert keys["tcp_connect"][0]["status"]["success"] is True
     assert (keys["failure"], keys["failed_operation"]) == (
@@ -100,24 +107,30 @@ async def test_fake_both_names_fail_handshake_is_tls_failure() -> None:
 
 
 async def test_fake_certificate_problem_on_the_real_name_is_not_sni_filtering() -> None:
-    net = FakeNetwork(names=WORLD, sni_rules={"chat.test": "unknown_authority"})
+    net = FakeNetwork(names=WORLD, tls_faults={"chat.test": "unknown_authority"})
     keys = await run_tls(net, "chat.test")
     assert keys["failure"] == failures.SSL_UNKNOWN_AUTHORITY and not keys["sni_blocked"]
     assert tls_check.methods(keys) == ["tls_failure"]
 
 
-@pytest.mark.parametrize(("rule", "method"), [("reset", "tcp_reset"),
-                                               ("refused", "tcp_refused"),
-                                               ("timeout", "tcp_timeout")])
-async def test_fake_tcp_blocked_is_placed_at_tcp(rule: str, method: str) -> None:
-    net = FakeNetwork(names=WORLD, rules={("198.18.1.1", 443): rule})
+@pytest.mark.parametrize(("how", "method"), [("reset", "tcp_reset"),
+                                              ("refused", "tcp_refused"),
+                                              ("reset_endpoint", "tcp_refused"),
+                                              ("drop_endpoint", "tcp_timeout")])
+async def test_fake_tcp_blocked_is_placed_at_tcp(how: str, method: str) -> None:
+    net = FakeNetwork(names=WORLD)
+    if how.endswith("_endpoint"):  # the censor
+        net.censor.apply(how, addresses=["198.18.1.1"])
+    else:  # the server
+        net.tcp_faults[("198.18.1.1", 443)] = how
     keys = await run_tls(net, "chat.test", budget=0.6)
     assert keys["failed_operation"] == "connect"
     assert tls_check.methods(keys) == [method]
 
 
 async def test_fake_dns_failure_is_placed_at_dns() -> None:
-    net = FakeNetwork(names=WORLD, dns_rules={"chat.test": "nxdomain"})
+    net = FakeNetwork(names=WORLD)
+    net.censor.apply("dns_nxdomain", hosts=["chat.test"])
     keys = await run_tls(net, "chat.test")
     assert keys["failed_operation"] == "resolve" and tls_check.methods(keys) == ["dns_nxdomain"]
     assert net.handshakes == []

@@ -1,6 +1,7 @@
 """Running one check in a test the way the runner runs it: its own context and budget,
 the pass's shared resolver (optionally seeded with lookups, told each host's expected
-networks), and the keys as a results file stores them (a JSON round trip)."""
+networks), and the keys as a results file stores them (a JSON round trip); the call-path
+checks through the fake world (:mod:`probe.testing`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from probe.checks import CheckContext, get_check
 from probe.model import Endpoint, RunConfig
 from probe.net import Network
 from probe.resolve import DnsResult, HostResolver
+from probe.testing import FakeNetwork, reflector_responder
 
 
 def context(net: Network, cfg: RunConfig, *, seed: dict[str, DnsResult] | None = None,
@@ -39,3 +41,31 @@ async def run_check(net: Network, ep: Endpoint, cfg: RunConfig | None = None, *,
 def seeded(host: str, address: str = "127.0.0.1") -> dict[str, DnsResult]:
     """A resolver seed: ``host`` already resolved to ``address`` (loopback servers)."""
     return {host: DnsResult([address], None, {"failure": None, "addresses": [address]})}
+
+
+# --- the call-path checks in the fake world ------------------------------------------------
+
+SERVER = "198.18.9.10"    # a STUN/TURN server of the fake world
+REFLECTOR = "198.18.9.7"  # the project's reflector (--reflector) in the fake world
+CALL_PORT = 3478
+
+
+def call_world(**world: Any) -> FakeNetwork:
+    """A fake world (``world``: :class:`FakeNetwork` fields) whose reflector answers on
+    every port with the project's reflector logic."""
+    net = FakeNetwork(**world)
+    net.udp_hosts.setdefault(REFLECTOR, reflector_responder)
+    return net
+
+
+async def run_call_check(check: str, net: Network, *, host: str | None = SERVER,
+                         port: int = CALL_PORT, options: dict[str, Any] | None = None,
+                         timeout_s: float = 2.0, reflector: str | None = REFLECTOR,
+                         include_ip: bool = False, stream_seconds: float = 1.0
+                         ) -> tuple[dict[str, Any], list[str]]:
+    """One call-path check (function ``calls``) through ``net``, by :func:`run_check`."""
+    ep = Endpoint(service="svc", function="calls", check=check, host=host, port=port,
+                  options=options or {}, source="test:1")
+    cfg = RunConfig(timeout_s=timeout_s, reflector=reflector, include_ip=include_ip,
+                    stream_seconds=stream_seconds)
+    return await run_check(net, ep, cfg)

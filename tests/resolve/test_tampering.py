@@ -11,6 +11,7 @@ import dns.message
 import dns.rrset
 
 from probe import failures
+from probe import testing as T
 from probe.net import RealNetwork
 from probe.resolve.tampering import injection_probe, probe_target
 from probe.testing import FakeNetwork
@@ -19,8 +20,9 @@ from tests.helpers.dnsserver import answer
 
 async def test_injection_probe_through_fakes() -> None:
     loop = asyncio.get_running_loop()
-    net = FakeNetwork(dns_forged={"a.test": ["198.18.9.9"]},
-                      rules={("198.18.1.2", 53): "timeout"})
+    # 198.18.1.1 runs no DNS server (ICMP port unreachable); 198.18.1.2 says nothing.
+    net = FakeNetwork(udp={("198.18.1.2", 53): T.silent})
+    net.censor.apply("dns_injection", hosts=["a.test"], answer="198.18.9.9")
     hit = await injection_probe(net, "198.18.1.1", "a.test", loop.time() + 2)
     assert hit["injected"] and hit["replies"][0]["addresses"] == ["198.18.9.9"]
     clean = await injection_probe(net, "198.18.1.1", "b.test", loop.time() + 2)

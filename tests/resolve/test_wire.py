@@ -27,7 +27,8 @@ async def check(net: Network, host: str, expected: tuple[str, ...] = FAKE_NETWOR
 
 
 async def test_late_differing_reply_is_injection() -> None:
-    net = FakeNetwork(names={"a.test": ["198.18.1.1"]}, dns_forged={"a.test": ["198.18.9.9"]})
+    net = FakeNetwork(names={"a.test": ["198.18.1.1"]})
+    net.censor.apply("dns_injection", hosts=["a.test"], answer="198.18.9.9")
     keys = await check(net, "a.test")
     assert keys["failure"] == failures.DNS_INJECTED
     assert dns_check.methods(keys) == ["dns_injection"]
