@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from probe.lab import addresses as A
-from probe.lab import topology
-from probe.lab.censor import NFT_BASE, RULES, Selection
+from probe.lab import censor, topology
+from probe.lab.censor import Selection
 from probe.lab.dns import DnsZone
 from probe.lab.labtargets import LabTargets, make_lab_targets
 from probe.lab.netns import NETNS_ETC, LabError, kill_pids, ns_exec, sh, spawn
@@ -59,7 +59,6 @@ class Lab:
         self.dns = DnsZone()
         self.reflector: str | None = None
         self._pids: dict[str, int] = {}
-        self._injectors = 0
         # A lab owned by a process (a test) is stale once that process is gone: see
         # cleanup_stale(). `voip-probe lab up` makes persistent labs, removed by `lab down`.
         self.owner: int | None = None if persistent else os.getpid()
@@ -100,7 +99,7 @@ class Lab:
         self._start_coturn()
         self._start_stream_relays(pki.server_cert, pki.server_key)
         self._start_reflector()
-        self.censor_exec(["nft", "-f", "-"], input_text=NFT_BASE)
+        censor.install(self)
         self._save()
         return self
 
@@ -201,6 +200,10 @@ class Lab:
         if name in self._pids:
             kill_pids([self._pids.pop(name)])
 
+    def processes(self) -> list[str]:
+        """The names of the daemons this lab runs (servers, resolver, coturn, injectors)."""
+        return list(self._pids)
+
     def _start_servers(self, cert: Path, key: Path) -> None:
         config = {"cert": str(cert), "key": str(key),
                   "tcp_ports": sorted(self.targets.tcp_ports | {80, 443}),
@@ -273,95 +276,23 @@ class Lab:
         self.dns.add_txt(name, text)
         self.reload_dns()
 
-    # --- the censor ------------------------------------------------------------------
-
-    def nft(self, script: str) -> None:
-        self.censor_exec(["nft", "-f", "-"], input_text=script)
-
-    def iptables(self, args: list[str]) -> None:
-        self.censor_exec(["iptables", *args])
-
-    def select(self, service: str | None = None, function: str | None = None,
-               hosts: list[str] | None = None, addresses: list[str] | None = None,
-               ports: list[int] | None = None) -> Selection:
-        """The addresses/hosts a rule targets: a service (and function), or explicit hosts
-        and addresses. Unknown services or hosts raise :class:`LabError`."""
-        names: set[str] = {h.lower().rstrip(".") for h in hosts or []}
-        if service is not None or function is not None:
-            found = self.targets.hosts(service, function)
-            if not found:
-                raise LabError(f"no lab hosts for service={service!r} function={function!r}")
-            names |= set(found)
-        addrs = set(addresses or [])
-        for name in names:
-            if name in self.targets.plan.addresses:
-                addrs.add(self.targets.plan.addresses[name])
-        for addr in addrs:
-            if not A.in_lab(addr):
-                raise LabError(f"address {addr} is outside the lab (198.18.0.0/15)")
-        return Selection(addresses=sorted(addrs), hosts=sorted(names),
-                         ports=sorted(ports or []))
+    # --- the censor (its rules and their mechanics: probe.lab.censor) ------------------
 
     def apply(self, rule: str, *, service: str | None = None, function: str | None = None,
               hosts: list[str] | None = None, addresses: list[str] | None = None,
               ports: list[int] | None = None, **params: Any) -> Selection:
         """Apply the named censor rule (see :data:`probe.lab.censor.RULES`)."""
-        if rule not in RULES:
-            raise LabError(f"unknown rule {rule!r}; known: {', '.join(sorted(RULES))}")
-        sel = self.select(service, function, hosts, addresses, ports)
-        spec = RULES[rule]
-        if spec.needs == "addresses" and not sel.addresses:
-            raise LabError(f"rule {rule} needs a service, hosts or addresses")
-        if spec.needs == "hosts" and not sel.hosts:
-            raise LabError(f"rule {rule} needs a service or hosts")
-        spec.fn(self, sel, **params)
-        return sel
-
-    def start_injector(self, kind: str, **config: Any) -> None:
-        """Start an injector (:mod:`probe.lab.injector`) and the rule holding its triggers."""
-        self._injectors += 1
-        name = f"injector-{kind}-{self._injectors}"
-        path = self.dir / f"{name}.json"
-        path.write_text(json.dumps(config))
-        self.spawn("censor", name, [sys.executable, "-m", "probe.lab.injector", kind,
-                                    str(path)], ready="ready", timeout_s=30)
-        if kind == "dns":
-            self.nft("add rule inet censor forward iifname down0 udp dport 53 counter drop\n")
-        elif config.get("names"):
-            for host in config["names"]:
-                self.iptables(["-A", "FORWARD", "-i", "down0", "-p", "tcp", "-m", "string",
-                               "--string", host, "--algo", "bm", "-j", "DROP"])
-        else:
-            sel = Selection(addresses=config.get("addresses") or [],
-                            ports=config.get("ports") or [])
-            self.nft(f"add rule inet censor forward iifname down0 {sel.nft_daddr()}"
-                     f"{sel.nft_dport('tcp')}tcp flags & (syn|ack) == syn counter drop\n")
+        return censor.apply(self, rule, service=service, function=function, hosts=hosts,
+                            addresses=addresses, ports=ports, **params)
 
     def clear_rules(self) -> None:
         """Remove every censor rule: flush nftables/iptables, stop injectors, clean DNS."""
-        for name in [n for n in self._pids if n.startswith("injector-")]:
-            self.stop(name)
-        self.censor_exec(["nft", "flush", "ruleset"])
-        self.censor_exec(["nft", "-f", "-"], input_text=NFT_BASE)
-        had_dns_rules = bool(self.dns.nxdomain or self.dns.servfail or self.dns.bogon)
-        self.dns.clear_rules()
-        if had_dns_rules:
-            self.reload_dns()
+        censor.clear(self)
         self._save()
 
     def rule_counters(self) -> list[tuple[str, int]]:
         """(rule text, packets matched) for every nftables rule of the censor."""
-        out = self.censor_exec(["nft", "-j", "list", "ruleset"]).stdout
-        rows = []
-        for item in json.loads(out).get("nftables", []):
-            rule = item.get("rule")
-            if not rule:
-                continue
-            packets = sum(e["counter"]["packets"] for e in rule.get("expr", [])
-                          if isinstance(e, dict) and "counter" in e)
-            rows.append((f"{rule.get('table')}/{rule.get('chain')}#{rule.get('handle')}",
-                         packets))
-        return rows
+        return censor.rule_counters(self)
 
     def leftovers(self) -> list[str]:
         found = topology.leftovers(self.prefix)
