@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from probe.lab import addresses as A
+from probe.lab.censor import Selection
 from probe.lab.dpi.rule import decisions, ndpi_block
 from probe.lab.lab import Lab
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.lab
 
 
 def test_ndpi_censor_drops_the_listed_app_and_passes_the_rest(lab: Lab) -> None:
-    log = ndpi_block(lab, lab.select(), ["WhatsAppCall", "ViberVoip"])
+    log = ndpi_block(lab, Selection(), ["WhatsAppCall", "ViberVoip"])
     try:
         assert lab.check("stun", A.ECHO, 3478)["result"] == "ok"
         assert lab.check("stun", A.ECHO, 3478, "whatsapp")["result"] == "generic_timeout_error"
@@ -36,7 +37,7 @@ def test_ndpi_censor_drops_the_listed_app_and_passes_the_rest(lab: Lab) -> None:
 
 
 def test_ndpi_censor_residual_blocks_the_three_tuple(lab: Lab) -> None:
-    log = ndpi_block(lab, lab.select(), ["WhatsAppCall"], residual_s=30)
+    log = ndpi_block(lab, Selection(), ["WhatsAppCall"], residual_s=30)
     try:
         assert lab.check("udp", A.ECHO, 3480)["result"] == "ok"  # before: random bytes pass
         assert lab.check("stun", A.ECHO, 3480, "whatsapp")["result"] == "generic_timeout_error"
@@ -54,7 +55,7 @@ def test_ndpi_censor_passive_lets_the_first_packet_through(lab: Lab) -> None:
     """A tap: the first WhatsApp-flavoured request reaches the echo host and its answer comes
     back (the reply is already a later packet of the flow: dropped), so the client sees no
     answer, while the echo host did get the request."""
-    log = ndpi_block(lab, lab.select(), ["WhatsAppCall"], passive=True)
+    log = ndpi_block(lab, Selection(), ["WhatsAppCall"], passive=True)
     try:
         assert lab.check("stun", A.ECHO, 3478, "whatsapp")["result"] == "generic_timeout_error"
         drops = [d for d in decisions(log) if d["event"] == "drop"]

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 from probe.lab.dpi.nfq import DEFAULT_QUEUE, CensorConfig
 
 if TYPE_CHECKING:
-    from probe.lab.censor import Selection
-    from probe.lab.lab import Lab
+    from probe.lab.censor import CensorHost, Selection
 
 PROCESS_PREFIX = "ndpi-"
 
@@ -46,7 +45,7 @@ def _queue_rules(sel: Selection, queue: int) -> list[list[str]]:
     return rules
 
 
-def ndpi_block(lab: Lab, sel: Selection, apps: list[str], residual_s: int = 0,
+def ndpi_block(lab: CensorHost, sel: Selection, apps: list[str], residual_s: int = 0,
                passive: bool = False, inspect_packets: int = 10) -> Path:
     """Drop the UDP flows nDPI labels with one of ``apps`` (``WhatsAppCall``,
     ``STUN.ViberVoip``, ...); see :mod:`probe.lab.dpi.nfq` for ``residual_s``, ``passive``
@@ -63,7 +62,7 @@ def ndpi_block(lab: Lab, sel: Selection, apps: list[str], residual_s: int = 0,
     lab.spawn("censor", name, [sys.executable, "-m", "probe.lab.dpi.nfq", str(path)],
               ready="ready", timeout_s=30)
     for args in _queue_rules(sel, queue):
-        lab.iptables(args)
+        lab.censor_exec(["iptables", *args])
     return lab.dir / "logs" / f"{name}.log"
 
 
