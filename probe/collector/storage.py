@@ -23,9 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from probe.collector.aggregate import StatusIndex
 from probe.collector.blobs import BlobStore
 from probe.collector.db import Connection, Database, StorageUnavailable
-from probe.collector.validate import Upload, network_type
+from probe.collector.validate import Rejected, Upload, network_type, parse_upload
+from probe.crowd import Rule
 
 __all__ = ["Filters", "Storage", "StorageUnavailable", "StoreResult"]
 
@@ -72,16 +74,40 @@ _UPLOAD_COLUMNS = (
 
 
 class Storage:
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None = None,
+                 rule: Rule | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(self.data_dir)
         self.db = Database(database_url, self.data_dir)
+        # The status page's aggregation (its own tables), updated in each upload's
+        # transaction.
+        self.status = StatusIndex(self.db, rule)
 
     def open(self) -> None:
-        """Create the tables if needed and clear temporary files of a crashed write."""
+        """Create the tables if needed and clear temporary files of a crashed write;
+        bring the status aggregation up to date (rule changed, uploads stored without it)."""
         self.blobs.sweep_incoming()
         self.db.create_schema()
+        self.status.create_schema()
+        self.status.ensure_current()
+        self.catch_up_status()
+
+    def catch_up_status(self) -> int:
+        """Fold in the uploads that the status aggregation lacks; returns how many."""
+        done = 0
+        after = ""
+        while batch := self.status.uploads_without_runs(after):
+            for upload_id in batch:
+                try:
+                    upload = parse_upload(self.blobs.get(upload_id), partial=True)
+                except (OSError, Rejected):  # missing (verify says so) or stored under
+                    continue  # older rules: its index rows still serve the API
+                with self.db.connection() as conn:
+                    with conn.transaction():
+                        done += bool(self.status.add(conn, upload))
+            after = batch[-1]
+        return done
 
     def close(self) -> None:
         self.db.close()
@@ -102,6 +128,7 @@ class Storage:
                 inserted = self._insert_upload(conn, upload, filename)
                 if inserted:
                     self._insert_index(conn, upload)
+                    self.status.add(conn, upload)
             if inserted:
                 return StoreResult(upload.sha256, len(upload.measurements), True)
             # Lost a race with a concurrent upload of the same file or report.
@@ -188,6 +215,7 @@ class Storage:
     def delete(self, upload_id: str) -> bool:
         with self.db.connection() as conn:
             with conn.transaction():
+                self.status.remove(conn, upload_id)
                 for table, column in (("run_methods", "upload_id"),
                                       ("run_functions", "upload_id"),
                                       ("measurements", "upload_id"), ("uploads", "id")):
