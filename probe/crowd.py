@@ -288,33 +288,42 @@ class Current:
 
 def current(states: Mapping[str, ProbeState], rule: Rule) -> Current:
     """The weighted majority of the latest conclusive status of each probe seen within
-    ``window_s`` before the latest run; ``mixed`` when up and down weigh the same."""
+    ``window_s`` before the latest run (:func:`decide`)."""
     seen = [s for s in states.values() if s.last_at is not None]
     if not seen:
         return Current("inconclusive", 0, None)
     as_of = max(s.last_at for s in seen if s.last_at is not None)
     horizon = seconds(as_of) - rule.window_s
     recent = [s for s in seen if seconds(s.last_at or as_of) >= horizon]
-    votes: dict[str, float] = {}
+    votes: dict[str, tuple[float, int]] = {}
     for s in recent:
         if s.last_conclusive_status is None or s.last_conclusive_at is None:
             continue
         if seconds(s.last_conclusive_at) < horizon:
             continue
-        votes[s.last_conclusive_status] = votes.get(s.last_conclusive_status, 0.0) + max(
-            s.weight, 1e-6)  # a weightless probe still breaks a total silence
+        weight, count = votes.get(s.last_conclusive_status, (0.0, 0))
+        votes[s.last_conclusive_status] = (weight + s.weight, count + 1)
+    return decide(votes, len(recent), as_of, rule)
+
+
+def decide(votes: Mapping[str, tuple[float, int]], probes: int, as_of: str | None,
+           rule: Rule) -> Current:
+    """The current status from ``votes``: per latest status, the summed weight and the
+    number of probes. Down (blocked, impaired) against up (ok) by weight (by number
+    when every voter weighs nothing); ``mixed`` when they weigh the same; the heavier
+    status of the winning side."""
     if not votes:
-        return Current("inconclusive", len(recent), as_of)
-    down = sum(w for st, w in votes.items() if rule.state_of(st))
-    up = sum(w for st, w in votes.items() if rule.state_of(st) is False)
+        return Current("inconclusive", probes, as_of)
+    weights = {st: w for st, (w, _n) in votes.items()}
+    if sum(weights.values()) <= 0:
+        weights = {st: float(n) for st, (_w, n) in votes.items()}
+    down = sum(w for st, w in weights.items() if rule.state_of(st))
+    up = sum(w for st, w in weights.items() if rule.state_of(st) is False)
     if abs(down - up) < 1e-9:
-        status = "mixed"
-    elif down > up:
-        status = max((st for st in votes if rule.state_of(st)), key=lambda st: votes[st])
-    else:
-        status = max((st for st in votes if rule.state_of(st) is False),
-                     key=lambda st: votes[st])
-    return Current(status, len(recent), as_of)
+        return Current("mixed", probes, as_of)
+    side = [st for st in weights if bool(rule.state_of(st)) == (down > up)
+            and rule.state_of(st) is not None]
+    return Current(max(side, key=lambda st: (weights[st], st)), probes, as_of)
 
 
 @dataclass(slots=True)

@@ -98,6 +98,9 @@ CREATE TABLE IF NOT EXISTS status_probes (
     cand_since TEXT,
     cand_previous TEXT,
     cand_methods TEXT NOT NULL,
+    weight DOUBLE PRECISION NOT NULL,
+    last_s DOUBLE PRECISION NOT NULL,
+    last_conclusive_s DOUBLE PRECISION,
     PRIMARY KEY (cc, asn, network_type, service, function, probe)
 );
 CREATE TABLE IF NOT EXISTS status_changes (
@@ -152,6 +155,8 @@ _PROBE_COLUMNS = (
     "total, conclusive, flaps, settled, settled_since, state_methods, last_at, "
     "last_status, last_conclusive_at, last_conclusive_status, last_flap_at, cand_since, "
     "cand_previous, cand_methods")
+# Derived from the state, kept for the SQL aggregates of _grade (weights, time windows).
+_DERIVED_COLUMNS = "weight, last_s, last_conclusive_s"
 _KEY_COLUMNS = "cc, asn, network_type, service, function"
 _EVENT_COLUMNS = ("cc, asn, network_type, service, function, kind, at, previous, last_at, "
                   "methods, probes, weight, confidence, pending")
@@ -166,11 +171,14 @@ def _methods(text: str | None) -> tuple[str, ...]:
 
 
 def _state_row(st: crowd.ProbeState) -> tuple[Any, ...]:
+    assert st.last_at is not None  # a stored probe has had a run
     return (st.total, st.conclusive, st.flaps,
             None if st.settled is None else int(st.settled), st.settled_since,
             _methods_text(st.state_methods), st.last_at, st.last_status,
             st.last_conclusive_at, st.last_conclusive_status, st.last_flap_at,
-            st.cand_since, st.cand_previous, _methods_text(st.cand_methods))
+            st.cand_since, st.cand_previous, _methods_text(st.cand_methods),
+            st.weight, crowd.seconds(st.last_at),
+            crowd.seconds(st.last_conclusive_at) if st.last_conclusive_at else None)
 
 
 def _state(row: Sequence[Any]) -> crowd.ProbeState:
@@ -412,9 +420,10 @@ class StatusIndex:
         return (*key, c.probe, c.kind, c.at, c.previous, _methods_text(c.methods))
 
     def _write_states(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        names = [n.strip() for n in _PROBE_COLUMNS.split(",")]
+        names = [n.strip() for n in f"{_PROBE_COLUMNS}, {_DERIVED_COLUMNS}".split(",")]
         conn.executemany(
-            f"INSERT INTO status_probes ({_KEY_COLUMNS}, probe, {_PROBE_COLUMNS}) VALUES "
+            f"INSERT INTO status_probes ({_KEY_COLUMNS}, probe, {_PROBE_COLUMNS}, "
+            f"{_DERIVED_COLUMNS}) VALUES "
             f"({', '.join('?' * (6 + len(names)))}) "
             f"ON CONFLICT ({_KEY_COLUMNS}, probe) DO UPDATE SET "
             + ", ".join(f"{n} = excluded.{n}" for n in names), rows)
@@ -425,43 +434,70 @@ class StatusIndex:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
     def _grade(self, conn: Connection, keys: Sequence[Key]) -> None:
-        """Events and current status of ``keys`` from the probes' states and changes."""
-        networks = sorted({k[:3] for k in keys})
-        for network in networks:
+        """Events and current status of ``keys``. The work grows with the changes and
+        open candidates of those keys, not with their probes: the current status is an
+        SQL aggregate over the probes' latest states (weights summed per status among
+        the probes seen within the window before the latest run)."""
+        for network in sorted({k[:3] for k in keys}):
             wanted = {k[3:] for k in keys if k[:3] == network}
-            states: dict[tuple[str, str], dict[str, crowd.ProbeState]] = {}
+            on = " AND ".join(f"c.{c} = p.{c}" for c in (*_KEY_COLUMNS.split(", "), "probe"))
+            changes: dict[tuple[str, str], list[crowd.ProbeChange]] = {}
+            weights: dict[tuple[str, str], dict[str, float]] = {}
+            for r in conn.fetchall(
+                    "SELECT c.service, c.function, c.probe, c.kind, c.at, c.previous, "
+                    f"c.methods, p.weight FROM status_changes c JOIN status_probes p ON {on} "
+                    "WHERE c.cc = ? AND c.asn = ? AND c.network_type = ?", network):
+                changes.setdefault((r[0], r[1]), []).append(crowd.ProbeChange(
+                    str(r[2]), str(r[3]), str(r[4]), str(r[5]), _methods(r[6])))
+                weights.setdefault((r[0], r[1]), {})[str(r[2])] = float(r[7])
             for r in conn.fetchall(
                     f"SELECT service, function, probe, {_PROBE_COLUMNS} FROM status_probes "
-                    "WHERE cc = ? AND asn = ? AND network_type = ?", network):
-                if (r[0], r[1]) in wanted:
-                    states.setdefault((r[0], r[1]), {})[str(r[2])] = _state(r[3:])
-            changes: dict[tuple[str, str], list[crowd.ProbeChange]] = {}
-            for r in conn.fetchall(
-                    "SELECT service, function, probe, kind, at, previous, methods "
-                    "FROM status_changes WHERE cc = ? AND asn = ? AND network_type = ?",
+                    "WHERE cc = ? AND asn = ? AND network_type = ? AND cand_since IS NOT NULL",
                     network):
-                if (r[0], r[1]) in wanted:
-                    changes.setdefault((r[0], r[1]), []).append(crowd.ProbeChange(
-                        str(r[2]), str(r[3]), str(r[4]), str(r[5]), _methods(r[6])))
+                state = _state(r[3:])
+                pending = crowd.pending_change(state, self.rule, str(r[2]))
+                if pending is not None:
+                    changes.setdefault((r[0], r[1]), []).append(pending)
+                    weights.setdefault((r[0], r[1]), {})[str(r[2])] = state.weight
+            summary = {
+                (r[0], r[1]): r[2:] for r in conn.fetchall(
+                    "SELECT service, function, MAX(last_at), MAX(last_s), MIN(settled_since), "
+                    "SUM(total) FROM status_probes WHERE cc = ? AND asn = ? AND "
+                    "network_type = ? GROUP BY service, function", network)}
+            votes: dict[tuple[str, str], dict[str, tuple[float, int]]] = {}
+            recent: dict[tuple[str, str], int] = {}
+            for r in conn.fetchall(
+                    "SELECT service, function, last_conclusive_status, fresh, COUNT(*), "
+                    "SUM(weight) FROM (SELECT service, function, last_conclusive_status, "
+                    "weight, last_s, MAX(last_s) OVER w AS newest, "
+                    "CASE WHEN last_conclusive_s >= MAX(last_s) OVER w - ? THEN 1 ELSE 0 END "
+                    "AS fresh FROM status_probes WHERE cc = ? AND asn = ? AND "
+                    "network_type = ? WINDOW w AS (PARTITION BY service, function)) probes "
+                    "WHERE last_s >= newest - ? "
+                    "GROUP BY service, function, last_conclusive_status, fresh",
+                    (self.rule.window_s, *network, self.rule.window_s)):
+                sf = (r[0], r[1])
+                recent[sf] = recent.get(sf, 0) + int(r[4])
+                if r[2] is not None and r[3]:
+                    votes.setdefault(sf, {})[str(r[2])] = (float(r[5]), int(r[4]))
             event_rows: list[tuple[Any, ...]] = []
             key_rows: list[tuple[Any, ...]] = []
-            for service_function in sorted(wanted):
-                key = (*network, *service_function)
-                found = crowd.finish(states.get(service_function, {}),
-                                     changes.get(service_function, []), self.rule)
-                for e in found.events:
-                    event_rows.append((*key, e.kind, e.at, e.previous, e.last_at,
-                                       _methods_text(e.methods), e.probes, e.weight,
-                                       e.confidence, int(e.pending)))
-                cur = found.current
-                since = _since(found, cur.status, self.rule)
-                firsts = [s.settled_since for s in found.states.values() if s.settled_since]
-                runs = sum(s.total for s in found.states.values())
-                key_rows.append((cur.status, cur.probes, cur.as_of, since,
-                                 min(firsts) if firsts else None, runs, *key))
-                conn.execute(
-                    "DELETE FROM status_events WHERE cc = ? AND asn = ? AND network_type = ? "
-                    "AND service = ? AND function = ?", key)
+            for sf in sorted(wanted):
+                key = (*network, *sf)
+                found = crowd.events(changes.get(sf, []), weights.get(sf, {}), self.rule)
+                event_rows.extend(
+                    (*key, e.kind, e.at, e.previous, e.last_at, _methods_text(e.methods),
+                     e.probes, e.weight, e.confidence, int(e.pending)) for e in found)
+                as_of, _last_s, first_at, runs = summary.get(sf, (None, None, None, 0))
+                cur = crowd.decide(votes.get(sf, {}), recent.get(sf, 0), as_of, self.rule)
+                key_rows.append((cur.status, cur.probes, cur.as_of,
+                                 _since(found, cur.status, first_at, self.rule), first_at,
+                                 int(runs or 0), *key))
+            pairs = sorted(wanted)
+            conn.execute(
+                "DELETE FROM status_events WHERE cc = ? AND asn = ? AND network_type = ? "
+                f"AND (service, function) IN ({', '.join(['(?, ?)'] * len(pairs))})",
+                (*network, *(x for pair in pairs for x in pair)))
             conn.executemany(
                 f"INSERT INTO status_events ({_EVENT_COLUMNS}) VALUES "
                 f"({', '.join('?' * 14)})", event_rows)
@@ -471,16 +507,16 @@ class StatusIndex:
                 "AND network_type = ? AND service = ? AND function = ?", key_rows)
 
 
-def _since(found: crowd.Analysis, status: str, rule: crowd.Rule) -> str | None:
+def _since(events: list[crowd.Event], status: str, first_at: str | None,
+           rule: crowd.Rule) -> str | None:
     """When the current state began: the latest event into it, else the first run."""
     down = rule.state_of(status)
     if down is not None:
         kind = "onset" if down else "restoration"
-        matching = [e.at for e in found.events if e.kind == kind]
+        matching = [e.at for e in events if e.kind == kind]
         if matching:
             return max(matching)
-    firsts = [s.settled_since for s in found.states.values() if s.settled_since]
-    return min(firsts) if firsts else None
+    return first_at
 
 
 # -- reading (the status page and GET /api/v1/events) --------------------------------
