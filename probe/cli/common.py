@@ -7,6 +7,7 @@ impairment found; 2 usage or configuration error; 3 completed but inconclusive
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +31,22 @@ T = TypeVar("T")
 
 class UsageError(Exception):
     """Bad options, files or configuration: reported in one line, exit 2."""
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
+_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str, bare_unit: str = "m") -> float:
+    """``30m``, ``1h``, ``90s``, ``1.5h``, ``2d`` -> seconds (a bare number is in
+    ``bare_unit``); a :class:`UsageError` naming ``option`` otherwise."""
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise UsageError(f"{option} {text!r}: give a duration such as 30m, 2h or 90s")
+    seconds = float(match.group(1)) * _UNIT_S[(match.group(2) or bare_unit).lower()]
+    if seconds <= 0:
+        raise UsageError(f"{option} {text!r}: the duration must be more than zero")
+    return seconds
 
 
 def stderr_console() -> Any:

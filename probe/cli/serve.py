@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from probe.cli.app import app
-from probe.cli.common import UsageError, command_boundary, stderr_console
+from probe.cli.common import UsageError, command_boundary, parse_duration, stderr_console
 
 
 @app.command("serve")
@@ -41,14 +41,26 @@ def serve(
         "--reflector-name", help="Name (or address) probes should use for the reflector, "
         "as GET /api/v1/reflector advertises it. Default: the host name a probe used to "
         "reach this collector.")] = None,
+    confirm_probes: Annotated[int, typer.Option(
+        "--confirm-probes", min=1,
+        help="Status page: an event is confirmed when this many independent probes (steady "
+             "ones weigh 1) saw it.")] = 2,
+    confirm_window: Annotated[str, typer.Option(
+        "--confirm-window",
+        help="Status page: probes agree when they saw a change within this (e.g. 24h, "
+             "90m, 2d); a probe's change must also last this long.")] = "24h",
+    page_cache: Annotated[float, typer.Option(
+        "--page-cache", min=0,
+        help="Status page: render a page again at most every this many seconds.")] = 5,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the collector: receive, validate and store results files; answer queries.
+    """Run the collector: receive, validate and store results files; answer queries;
+    show the status page.
 
-    API: POST /api/v1/results, GET /api/v1/measurements, GET /api/v1/summary, GET
-    /api/v1/reflector (the reflector it runs, which probes configured with this collector
-    use); OpenAPI at /openapi.json, docs at /docs. Client addresses are neither stored nor
-    logged.
+    Status page at /, API: POST /api/v1/results, GET /api/v1/measurements,
+    GET /api/v1/summary, GET /api/v1/events, GET /api/v1/reflector (the reflector it
+    runs, which probes configured with this collector use); OpenAPI at /openapi.json,
+    docs at /docs. Client addresses are neither stored nor logged.
     """
     with command_boundary():
         import logging
@@ -59,6 +71,7 @@ def serve(
             from probe.collector.app import create_app
             from probe.collector.config import CollectorConfig
             from probe.collector.storage import Storage, StorageUnavailable
+            from probe.crowd import Rule
         except ImportError as exc:
             raise UsageError(
                 f"the collector needs its extra: pip install 'voip-probe[collector]' ({exc})"
@@ -79,8 +92,10 @@ def serve(
                                  f"{reflector_name!r}")
         if admin_token is not None and len(admin_token) < 16:
             raise UsageError("--admin-token must be at least 16 characters")
+        rule = Rule(probes=confirm_probes,
+                    window_s=parse_duration(confirm_window, "--confirm-window", "h"))
         try:
-            storage = Storage(data_dir, database_url)
+            storage = Storage(data_dir, database_url, rule)
             storage.open()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -91,9 +106,10 @@ def serve(
         cfg = CollectorConfig(max_bytes=int(max_upload_mb * 1024 * 1024),
                               admin_token=admin_token, rate_limit_per_min=rate_limit,
                               reflector_host=reflector_host or host, reflector_ports=ports,
-                              reflector_name=reflector_name)
+                              reflector_name=reflector_name, page_cache_s=page_cache)
         stderr_console().print(
-            f"collector on http://{host}:{port} (storage: {storage.db.describe()}, files in "
+            f"collector and status page on http://{host}:{port} (storage: "
+            f"{storage.db.describe()}, files in "
             f"{storage.blobs.root}); admin endpoints "
             f"{'enabled' if admin_token else 'disabled'}"
             + (f"; reflector on UDP {reflector_host or host} ports {reflector_ports}"

@@ -19,3 +19,5 @@ class CollectorConfig:
     # The reflector's name as GET /api/v1/reflector gives it; None: the host the client
     # used to reach the collector (the reflector runs on the same machine).
     reflector_name: str | None = None
+    # The status page: a page is rendered again at most this often (an upload batch).
+    page_cache_s: float = 5.0

@@ -6,8 +6,9 @@
   (:mod:`probe.collector.ratelimit`) before anything else is done; 429 when empty.
 - :func:`require_admin`: ``Authorization: Bearer <--admin-token>``; 403 when the admin
   endpoints are disabled, 401 when the token is missing or wrong (constant-time compare).
-- :func:`query_filters`: the query filters ``asn``, ``cc``, ``service``, ``function``,
-  ``since``, ``until`` (UTC), normalised into a :class:`~probe.collector.storage.Filters`.
+- :func:`query_filters`: the query filters ``asn``, ``cc``, ``network_type``, ``service``,
+  ``function``, ``since``, ``until`` (UTC), normalised into a
+  :class:`~probe.collector.storage.Filters`.
 """
 
 import hmac
@@ -83,6 +84,8 @@ def query_filters(
     function: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[str | None, Query(max_length=32, description="UTC, inclusive")] = None,
     until: Annotated[str | None, Query(max_length=32, description="UTC, inclusive")] = None,
+    network_type: Annotated[str | None, Query(
+        max_length=32, description="mobile, fixed, wifi or unknown")] = None,
 ) -> Filters:
     if asn is not None:
         asn = asn.upper()
@@ -90,7 +93,7 @@ def query_filters(
             asn = "AS" + asn
     return Filters(asn=asn, cc=cc.upper() if cc else None, service=service,
                    function=function, since=parse_time("since", since, end=False),
-                   until=parse_time("until", until, end=True))
+                   until=parse_time("until", until, end=True), network_type=network_type)
 
 
 FiltersDep = Annotated[Filters, Depends(query_filters)]

@@ -89,6 +89,39 @@ class ReflectorBody(BaseModel):
     reflector: AdvertisedReflector | None = Field(
         description="the reflector this collector runs; null when it runs none")
 
+class EventItem(BaseModel):
+    cc: str
+    asn: str
+    network_type: str
+    service: str
+    function: str
+    kind: str = Field(description="onset (the function stopped working) or restoration")
+    at: str = Field(description="UTC time of the first run in the new state")
+    previous: str = Field(description="UTC time of the last run still in the old state: the "
+                                      "change happened between `previous` and `at`")
+    last_at: str = Field(description="when the last of the agreeing probes saw the change")
+    methods: list[str] = Field(description="how it is blocked (onset) or was (restoration)")
+    probes: int = Field(description="independent probes (pseudonyms) that saw the change")
+    weight: float = Field(description="their summed weight (a steady probe weighs 1; "
+                                      "flapping or mostly inconclusive probes less)")
+    confidence: str = Field(description="confirmed (weight >= the collector's "
+                                        "--confirm-probes) or single-probe")
+    pending: bool = Field(description="no probe has held the new state for the window yet")
+    measurements: str = Field(description="the API query for the raw measurements behind it")
+
+
+class EventRule(BaseModel):
+    probes: float = Field(description="weight of agreeing probes that confirms an event (K)")
+    window_s: float = Field(description="probes agree when they saw the change within this; "
+                                        "a probe's change must also last this long")
+    impaired_is_down: bool
+
+
+class EventPage(BaseModel):
+    events: list[EventItem]
+    next: int | None = Field(description="pass as ?offset= to get the next page; null at the end")
+    rule: EventRule
+
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)

@@ -48,12 +48,14 @@ class Filters:
     function: str | None = None
     since: str | None = None  # "YYYY-MM-DD HH:MM:SS", inclusive
     until: str | None = None  # inclusive
+    network_type: str | None = None  # mobile, fixed, wifi, unknown
 
     def where(self, time_column: str = "measurement_start_time") -> tuple[str, list[Any]]:
         parts: list[str] = []
         params: list[Any] = []
         for column, value in (("probe_asn", self.asn), ("probe_cc", self.cc),
-                              ("service", self.service), ("function", self.function)):
+                              ("service", self.service), ("function", self.function),
+                              ("network_type", self.network_type)):
             if value is not None:
                 parts.append(f"{column} = ?")
                 params.append(value)
@@ -264,7 +266,8 @@ class Storage:
     def summary(self, filters: Filters) -> list[dict[str, Any]]:
         by_day = Filters(filters.asn, filters.cc, filters.service, filters.function,
                          filters.since[:10] if filters.since else None,
-                         filters.until[:10] if filters.until else None)
+                         filters.until[:10] if filters.until else None,
+                         filters.network_type)
         where, params = by_day.where(time_column="day")
         keys = "day, probe_asn, probe_cc, network_type, service, function"
         statuses = ("ok", "impaired", "blocked", "inconclusive")

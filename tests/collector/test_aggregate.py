@@ -4,15 +4,13 @@ whatever the order of the uploads, and after deletes, rule changes and catch-up.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_files import measurement, summary
+from collector_files import hourly_files, run_file
 
 from probe import crowd
 from probe.collector.aggregate import StatusFilters, StatusReader
@@ -22,37 +20,12 @@ from probe.collector.validate import Upload, parse_upload
 FUNCTIONS = (("whatsapp", "calls"), ("whatsapp", "messaging"))
 # A 4-hour window keeps the series short (each upload is a database commit).
 RULE = crowd.Rule(window_s=4 * 3600)
-PSEUDONYMS = {"a": "aaaaaaaaaaaaaaaa", "b": "bbbbbbbbbbbbbbbb", "c": "cccccccccccccccc"}
+def run_upload(probe: str | None, start: str, calls: str, **kw: Any) -> Upload:
+    return parse_upload(run_file(probe, start, calls, **kw))
 
 
-def run_upload(probe: str | None, start: str, calls: str, *, asn: str = "AS36903",
-               cc: str = "MA", network_type: str = "mobile") -> Upload:
-    """One run's results file: messaging ok, calls as given."""
-    rid = f"{start.replace(' ', 'T')}_{probe}_{asn}_{network_type}_{random.getrandbits(40):x}"
-    verdicts = {"messaging": {"status": "ok", "reachable": 2, "total": 2, "methods": []},
-                "calls": {"status": calls, "reachable": 0 if calls == "blocked" else 1,
-                          "total": 1, "methods": ["stun_dpi"] if calls == "blocked" else []}}
-    lines = []
-    for function in ("messaging", "calls"):
-        rec = measurement(rid, function=function, start=start, asn=asn, cc=cc)
-        rec["annotations"] = {"network_type": network_type}
-        if probe is not None:
-            rec["annotations"]["probe_pseudonym"] = PSEUDONYMS[probe]
-        lines.append(rec)
-    lines.append(summary(rid, start=start, asn=asn, cc=cc, network_type=network_type,
-                         services={"whatsapp": {"status": "ok", "functions": verdicts}}))
-    data = "".join(json.dumps(r) + "\n" for r in lines).encode()
-    return parse_upload(data)
-
-
-def hourly(probe: str, start: str, pattern: str, **kw: Any) -> list[Upload]:
-    t = datetime.fromisoformat(start)
-    out = []
-    for letter in pattern:
-        out.append(run_upload(probe, f"{t:%Y-%m-%d %H:%M:%S}",
-                              {"u": "ok", "d": "blocked", "i": "inconclusive"}[letter], **kw))
-        t += timedelta(hours=1)
-    return out
+def hourly(probe: str | None, start: str, pattern: str, **kw: Any) -> list[Upload]:
+    return [parse_upload(data) for data in hourly_files(probe, start, pattern, **kw)]
 
 
 def uploads_of_two_probes() -> list[Upload]:

@@ -5,13 +5,15 @@
 - :mod:`~probe.collector.routes.admin`: export and delete stored files (admin token).
 - :mod:`~probe.collector.routes.health`: ``GET /api/v1/health``.
 - :mod:`~probe.collector.routes.reflector`: ``GET /api/v1/reflector`` (the reflector it runs).
+- :mod:`~probe.collector.routes.status`: the status page (``/``, ``/network/...``) and
+  ``GET /api/v1/events``.
 
 :data:`ROUTERS` is their order in the OpenAPI description.
 """
 
 from fastapi import APIRouter
 
-from probe.collector.routes import admin, health, queries, reflector, upload
+from probe.collector.routes import admin, health, queries, reflector, status, upload
 
-ROUTERS: tuple[APIRouter, ...] = (upload.router, queries.router, admin.router, health.router,
-                                  reflector.router)
+ROUTERS: tuple[APIRouter, ...] = (upload.router, queries.router, status.router, admin.router,
+                                  health.router, reflector.router)
