@@ -126,6 +126,9 @@ class RunConfig:
     asn_db: str | None = None
     identity_config: str | None = None
     stream_seconds: float = 3.0
+    # A random pseudonym per network in the results (probe.pseudonym), so a collector
+    # can tell independent probes apart; False: none (the runs count as anonymous).
+    pseudonym: bool = True
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from probe import pseudonym
 from probe.model import Identity, Plan, Record, RunConfig
 from probe.net import Network, RealNetwork
 from probe.privacy import scrub
@@ -52,6 +53,13 @@ async def resolve_identity(cfg: RunConfig, net: Network) -> Identity:
     return found
 
 
+def pseudonym_annotations(identity: Identity, network_type: str) -> dict[str, str]:
+    """The probe's pseudonym on this network (:mod:`probe.pseudonym`) as annotations,
+    with a note when it could not be kept."""
+    name, note = pseudonym.pseudonym_for(identity.asn, identity.cc, network_type)
+    return {pseudonym.ANNOTATION: name, **({"pseudonym_note": note} if note else {})}
+
+
 # Runs after the scan, before the summary line (``run --deep``): given the scan's records,
 # an emit function for extra records and the run's shared fields, returns extra summary keys.
 AfterScan = Callable[[list[Record], Callable[[Record], None], RunInfo], dict[str, Any] | None]
@@ -68,12 +76,15 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     name = results_filename(f"{start:%Y%m%dT%H%M%SZ}", identity.asn, cfg.network_type, short_id)
     path = Path(output_dir) / name
     secrets = [] if cfg.include_ip or not identity.ip else [identity.ip]
+    annotations = {"identity_source": identity.source,
+                   **({"identity_note": identity.note} if identity.note else {})}
+    if cfg.pseudonym:
+        annotations.update(pseudonym_annotations(identity, cfg.network_type))
     info = RunInfo(report_id=report_id, start=start, probe_asn=identity.asn,
                    probe_cc=identity.cc, network_type=cfg.network_type,
                    probe_network_name=identity.network_name,
                    probe_ip=identity.ip if cfg.include_ip else None,
-                   annotations={"identity_source": identity.source,
-                                **({"identity_note": identity.note} if identity.note else {})})
+                   annotations=annotations)
     written: list[Record] = []
 
     def emit(record: Record) -> None:

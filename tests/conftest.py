@@ -37,6 +37,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Runs keep their pseudonyms (probe.pseudonym) and spools under $XDG_DATA_HOME:
+    the tests' own folder, never the home of whoever runs them (subprocesses inherit
+    it; a test that needs another sets its own)."""
+    before = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    yield None
+    if before is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = before
+
+
 @pytest.fixture
 def _lab_required_in_ci() -> None:
     pytest.fail(f"lab test cannot run under CI=true: {lab_unavailable_reason()}")

@@ -87,3 +87,29 @@ def test_default_path_honours_xdg_data_home(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert pseudonym.default_path() == tmp_path / "voip-probe" / "pseudonyms.json"
+
+
+def test_every_measurement_of_a_run_carries_the_networks_pseudonym(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from probe.results import read_results
+    from probe.session import run_session
+    from tests.test_session_ctrl_c import cfg, net, one_endpoint_plan
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    first = run_session(one_endpoint_plan(), cfg(tmp_path), tmp_path / "a", net=net())
+    second = run_session(one_endpoint_plan(), cfg(tmp_path), tmp_path / "b", net=net())
+    names = set()
+    for outcome in (first, second):
+        records = read_results(outcome.results_file).measurements
+        assert records
+        names |= {r["annotations"][pseudonym.ANNOTATION] for r in records}
+    assert len(names) == 1 and re.fullmatch(pseudonym.PATTERN, names.pop())
+    stored = json.loads((tmp_path / "data" / "voip-probe" / "pseudonyms.json").read_text())
+    assert list(stored["pseudonyms"]) == ["AS0 ZZ unknown"]
+    # Opted out: no pseudonym at all.
+    off = run_session(one_endpoint_plan(), replace(cfg(tmp_path), pseudonym=False),
+                      tmp_path / "c", net=net())
+    assert all(pseudonym.ANNOTATION not in r["annotations"]
+               for r in read_results(off.results_file).measurements)
