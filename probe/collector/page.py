@@ -277,7 +277,8 @@ def _day_status(counts: dict[str, int]) -> str:
 
 
 def daily_rows(days: list[dict[str, Any]], functions: list[str]) -> list[chart.Row]:
-    """Chart rows: each day's majority status, runs of equal days merged."""
+    """Chart rows: each day's majority status, holding until the next day with runs (as
+    each run holds until the next one in ``voip-probe report``); equal days merged."""
     rows = []
     for function in functions:
         spans: list[chart.Span] = []
@@ -286,13 +287,11 @@ def daily_rows(days: list[dict[str, Any]], functions: list[str]) -> list[chart.R
         while i < len(mine):
             status = _day_status(mine[i]["counts"])
             j, runs = i, 0
-            while j < len(mine) and _day_status(mine[j]["counts"]) == status and (
-                    j == i or _epoch_day(mine[j]["day"]) - _epoch_day(mine[j - 1]["day"])
-                    <= 86400):
+            while j < len(mine) and _day_status(mine[j]["counts"]) == status:
                 runs += sum(mine[j]["counts"].values())
                 j += 1
             first, last = mine[i]["day"], mine[j - 1]["day"]
-            end = _epoch_day(last) + 86400
+            end = _epoch_day(mine[j]["day"]) if j < len(mine) else _epoch_day(last) + 86400
             spans.append(chart.Span(
                 _epoch_day(first), end, status,
                 f"{function}: {status}, {first}" + (f" to {last}" if last != first else "")
@@ -367,8 +366,9 @@ def render_network(reader: StatusReader, req: PageRequest, rule: Rule) -> str | 
         f'<p class="muted"><a href="/">all countries</a> › '
         f'<a href="/?{escape(urlencode({"cc": cc}))}">{escape(cc)}</a></p>'
         f"<h1>{escape(asn)} {escape(network_type)} ({escape(cc)})</h1>"
-        f'<p class="muted">Each bar is one day, coloured by the status most runs found that '
-        f'day. {_rule_text(rule)} Raw data: <a href="{escape(raw)}">measurements</a>.</p>'
+        f'<p class="muted">Each day is coloured by the status most runs found that day, '
+        f"until the next day with runs. {_rule_text(rule)} Raw data: "
+        f'<a href="{escape(raw)}">measurements</a>.</p>'
         + _filters_form(action, f, options, network_page=True) + _legend()
         + ("".join(sections) or '<p class="muted">No runs in this selection.</p>'))
     return _document(f"{asn} {network_type} ({cc}): voip-probe status", body)
