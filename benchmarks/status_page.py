@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from probe import crowd
+from probe.analysis import crowd
 from probe.collector import throwaway_pg
 from probe.collector.aggregate import StatusFilters, StatusReader
 from probe.collector.page import PageCache, PageRequest, render_network, render_overview

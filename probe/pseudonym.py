@@ -1,9 +1,9 @@
 """The probe's pseudonym: tells probes on one network apart without linking a person.
 
-The collector confirms an event when independent probes agree (:mod:`probe.crowd`), so
-it must tell two runs of one device from runs of two devices. The results files carry,
-in every measurement's ``annotations``, ``"probe_pseudonym"``: 16 characters (80
-random bits, base32) that
+The collector confirms an event when independent probes agree
+(:mod:`probe.analysis.crowd`), so it must tell two runs of one device from runs of two
+devices. The results files carry, in every measurement's ``annotations``,
+``"probe_pseudonym"``: 16 characters (80 random bits, base32) that
 
 - are drawn at random by the probe (``os.urandom``), never derived from the address,
   the ASN, the device or anything else, so nobody can compute or guess them;

@@ -95,7 +95,7 @@ def test_every_measurement_of_a_run_carries_the_networks_pseudonym(
 
     from probe.results import read_results
     from probe.session import run_session
-    from tests.test_session_ctrl_c import cfg, net, one_endpoint_plan
+    from tests.test_session import cfg, net, one_endpoint_plan
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     first = run_session(one_endpoint_plan(), cfg(tmp_path), tmp_path / "a", net=net())
@@ -113,3 +113,12 @@ def test_every_measurement_of_a_run_carries_the_networks_pseudonym(
                       tmp_path / "c", net=net())
     assert all(pseudonym.ANNOTATION not in r["annotations"]
                for r in read_results(off.results_file).measurements)
+
+
+def test_no_pseudonym_option_reaches_the_run_config() -> None:
+    from probe.cli.options import ScanArgs
+    from probe.cli.scan import build_config
+
+    assert build_config(ScanArgs(network_type="mobile"), interactive=False).pseudonym
+    assert not build_config(ScanArgs(network_type="mobile", no_pseudonym=True),
+                            interactive=False).pseudonym

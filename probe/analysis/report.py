@@ -1,10 +1,12 @@
 """One self-contained HTML report: status over time, events and latest verdicts.
 
-Built from a :class:`probe.analysis.timeline.Timeline` (so the same streaming read and the same
-event rule as ``voip-probe timeline``). The page needs no network to open: styles are
-inline and each chart is an inline SVG drawn here: one chart per network and service,
-one row per function, time running left to right in proportion to real time, each run's
-status holding until the next run, dashed lines at onset and restoration events.
+Built from a :class:`probe.analysis.timeline.Timeline` (so the same streaming read and the
+same event rule as ``voip-probe timeline``). The page needs no network to open: styles
+are inline and each chart is an inline SVG from :mod:`probe.analysis.chart` (the same code
+as the collector's status page): one chart per network and service, one row per
+function, time running left to right in proportion to real time, each run's status
+holding until the next run, dashed lines at onset and restoration events, labels that
+never overlap.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ import itertools
 from datetime import UTC, datetime
 from html import escape
 
+from probe.analysis import chart
 from probe.analysis.timeline import NetworkTimeline, Run, Timeline
 
-COLORS = {"ok": "#2e7d32", "impaired": "#f9a825", "blocked": "#c62828",
-          "inconclusive": "#9e9e9e", "absent": "#eeeeee"}
 FUNCTION_ORDER = ("dns", "messaging", "registration", "web", "calls")
-CHART_W, ROW_H, LABEL_W, AXIS_H, TOP_H = 860, 22, 110, 34, 18
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;
@@ -57,61 +57,33 @@ def _status(run: Run, service: str, function: str) -> str:
 def service_chart(net: NetworkTimeline, service: str) -> str:
     """An SVG status-over-time chart for one service on one network."""
     runs = net.runs
-    functions = _functions(runs, service)
     times = [_epoch(r.start) for r in runs]
     t0, t1 = times[0], times[-1]
     gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)
     tail = gaps[len(gaps) // 2] if gaps else 3600.0  # the last run holds for a typical gap
-    span = (t1 + tail - t0) or 1.0
-    plot_w = CHART_W - LABEL_W - 10
-
-    def x(t: float) -> float:
-        return LABEL_W + (t - t0) / span * plot_w
-
-    height = TOP_H + len(functions) * ROW_H + AXIS_H
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_W}" height="{height}" '
-             f'viewBox="0 0 {CHART_W} {height}" role="img" '
-             f'aria-label="{escape(service)} status over time on {escape(net.asn)} '
-             f'{escape(net.network_type)}">',
-             f'<rect x="0" y="0" width="{CHART_W}" height="{height}" fill="#fff"/>']
-    for row, function in enumerate(functions):
-        y = TOP_H + row * ROW_H
-        parts.append(f'<text x="{LABEL_W - 8}" y="{y + ROW_H * 0.68:.1f}" font-size="12" '
-                     f'text-anchor="end" fill="#333">{escape(function)}</text>')
-        # Run-length merge: consecutive runs with the same status are one rectangle.
+    rows = []
+    for function in _functions(runs, service):
+        spans = []
+        # Run-length merge: consecutive runs with the same status are one span.
         i = 0
         while i < len(runs):
             status = _status(runs[i], service, function)
             j = i + 1
             while j < len(runs) and _status(runs[j], service, function) == status:
                 j += 1
-            left = x(times[i])
-            right = x(times[j]) if j < len(runs) else x(t1 + tail)
-            parts.append(f'<rect x="{left:.1f}" y="{y + 2}" width="{max(right - left, 1.5):.1f}" '
-                         f'height="{ROW_H - 4}" fill="{COLORS.get(status, "#000")}">'
-                         f'<title>{escape(function)}: {escape(status)} from '
-                         f'{escape(runs[i].start)} ({j - i} run{"s" * (j - i > 1)})</title></rect>')
+            end = times[j] if j < len(runs) else t1 + tail
+            spans.append(chart.Span(times[i], end, status,
+                                    f"{function}: {status} from {runs[i].start} "
+                                    f"({j - i} run{'s' * (j - i > 1)})"))
             i = j
-    axis_y = TOP_H + len(functions) * ROW_H
-    parts.append(f'<line x1="{LABEL_W}" y1="{axis_y}" x2="{LABEL_W + plot_w}" y2="{axis_y}" '
-                 'stroke="#666"/>')
-    ticks = 5 if t1 > t0 else 1
-    for k in range(ticks):
-        t = t0 + (t1 - t0) * k / max(ticks - 1, 1)
-        label = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
-        anchor = "start" if k == 0 else ("end" if k == ticks - 1 and ticks > 1 else "middle")
-        parts.append(f'<line x1="{x(t):.1f}" y1="{axis_y}" x2="{x(t):.1f}" y2="{axis_y + 4}" '
-                     f'stroke="#666"/><text x="{x(t):.1f}" y="{axis_y + 16}" font-size="11" '
-                     f'text-anchor="{anchor}" fill="#444">{label}</text>')
-    for event in (e for e in net.events if e.service == service):
-        ex = x(_epoch(event.at))
-        color = COLORS["blocked"] if event.kind == "onset" else COLORS["ok"]
-        parts.append(f'<line x1="{ex:.1f}" y1="{TOP_H - 4}" x2="{ex:.1f}" y2="{axis_y}" '
-                     f'stroke="#000" stroke-width="1.5" stroke-dasharray="4 3"/>'
-                     f'<text x="{ex + 3:.1f}" y="{TOP_H - 6}" font-size="11" fill="{color}">'
-                     f'{escape(event.kind)} {escape(event.function)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        rows.append(chart.Row(function, spans))
+    markers = [chart.Marker(_epoch(e.at), f"{e.kind} {e.function}", e.kind,
+                            title=f"{e.kind} of {e.function} at {e.at} (previous run "
+                                  f"{e.previous}); methods: {', '.join(e.methods) or '-'}")
+               for e in net.events if e.service == service]
+    return chart.render(rows, markers, start=t0, end=t1 + tail,
+                        aria_label=f"{service} status over time on {net.asn} "
+                                   f"{net.network_type}")
 
 
 def _status_cell(status: str) -> str:
@@ -153,8 +125,7 @@ def render_report(timeline: Timeline, *, title: str = "voip-probe report",
                   rule_text: str = "") -> str:
     """The whole HTML document as text."""
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    legend = "".join(f'<span><i style="background:{c}"></i>{escape(s)}</span>'
-                     for s, c in COLORS.items())
+    legend = chart.legend_html()
     body = "".join(_network_section(n) for n in timeline.networks if n.runs)
     if not body:
         body = '<p class="muted">No runs.</p>'

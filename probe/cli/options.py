@@ -37,6 +37,7 @@ class ScanArgs:
     output: Path = DEFAULT_OUTPUT
     network_type: str | None = None
     include_ip: bool = False
+    no_pseudonym: bool = False
     concurrency: int = DEFAULT_CONCURRENCY
     stun_server: list[str] | None = None
     asn_db: Path | None = None
@@ -62,6 +63,10 @@ _SCAN_HELP: dict[str, tuple[str, str | None, str]] = {
                      "unset and a terminal is attached."),
     "include_ip": ("--include-ip", None, "Write this network's public IP into the results "
                    "(off by default: it can identify you)."),
+    "no_pseudonym": ("--no-pseudonym", None, "Leave out this device's random pseudonym for "
+                     "this network (it lets a collector tell independent probes apart; it "
+                     "changes every 28 days and differs per network). Without it, a "
+                     "collector cannot count your runs as an independent confirmation."),
     "concurrency": ("--concurrency", "N", "How many checks may run at once."),
     "stun_server": ("--stun-server", "HOST[:PORT]", "STUN server (HOST[:PORT]) that tells "
                     "this network's public address, to look up its ASN and country; "

@@ -80,7 +80,7 @@ def build_config(args: ScanArgs, *, interactive: bool) -> RunConfig:
     return RunConfig(timeout_s=timeout, resolver=resolver, doh_url=doh,
                      reflector=args.reflector, ca_bundle=str(ca_bundle) if ca_bundle else None,
                      concurrency=concurrency, include_ip=args.include_ip,
-                     network_type=network_type,
+                     network_type=network_type, pseudonym=not args.no_pseudonym,
                      stun_servers=tuple(stun_servers or ()),
                      asn_db=str(asn_db) if asn_db else None)
 

@@ -68,10 +68,10 @@ def serve(
         try:
             import uvicorn
 
+            from probe.analysis.crowd import Rule
             from probe.collector.app import create_app
             from probe.collector.config import CollectorConfig
             from probe.collector.storage import Storage, StorageUnavailable
-            from probe.crowd import Rule
         except ImportError as exc:
             raise UsageError(
                 f"the collector needs its extra: pip install 'voip-probe[collector]' ({exc})"

@@ -11,7 +11,6 @@ writes its summary line, and the command prints what was done and exits 0.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,23 +21,15 @@ import typer
 
 from probe.cli import scan as scanning
 from probe.cli.app import app
-from probe.cli.common import UsageError, command_boundary, stderr_console
+from probe.cli.common import UsageError, command_boundary, parse_duration, stderr_console
 from probe.cli.options import ScanArgs, scan_options
 
 EXIT_INTERRUPTED = 130  # what `voip-probe run` exits with on Ctrl-C
-_INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
-_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
 
 def parse_interval(text: str) -> float:
     """``30m``, ``1h``, ``90s``, ``1.5h`` (a bare number is minutes) -> seconds."""
-    match = _INTERVAL_RE.match(text)
-    if not match:
-        raise UsageError(f"--every {text!r}: give a duration such as 30m, 2h or 90s")
-    seconds = float(match.group(1)) * _UNIT_S[(match.group(2) or "m").lower()]
-    if seconds <= 0:
-        raise UsageError(f"--every {text!r}: the interval must be more than zero")
-    return seconds
+    return parse_duration(text, "--every")
 
 
 @dataclass(slots=True)

@@ -10,13 +10,14 @@ of their own (all named ``status_*``, for SQLite and PostgreSQL alike):
 - ``status_daily``: runs per day, network, service, function and status, for the
   charts; updated by one ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE``
   over the upload's ``status_obs`` rows.
-- ``status_probes``: the crowd rule's state of each probe (:class:`probe.crowd.ProbeState`),
-  advanced by the new run only (a run older than the probe's latest, e.g. a late upload
-  from a spool, refolds that probe's history of that function).
+- ``status_probes``: the crowd rule's state of each probe
+  (:class:`probe.analysis.crowd.ProbeState`), advanced by the new run only (a run older
+  than the probe's latest, e.g. a late upload from a spool, refolds that probe's history
+  of that function).
 - ``status_changes``: each probe's settled changes.
 - ``status_events`` and ``status_keys``: per network, service and function, the events
   with their confidence and the current status, recomputed from the two tables above
-  for the functions the upload touched (:func:`probe.crowd.finish`). ``status_keys``
+  for the functions the upload touched (:mod:`probe.analysis.crowd`). ``status_keys``
   rows are locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one writer) so
   two uploads on one network are folded one after the other, and carry a ``version``
   that the page cache compares.
@@ -34,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from probe import crowd
+from probe.analysis import crowd
 from probe.collector.db import Connection, Database
 from probe.collector.validate import Upload, network_type
 from probe.model import STATUSES
@@ -192,7 +193,7 @@ def _state(row: Sequence[Any]) -> crowd.ProbeState:
 
 def pseudonym_of(upload: Upload) -> str:
     """The probe's pseudonym from the first measurement that carries a well-formed one;
-    :data:`probe.crowd.ANONYMOUS` otherwise (older files, or an opted-out probe)."""
+    :data:`probe.analysis.crowd.ANONYMOUS` otherwise (older files, or an opted-out probe)."""
     for m in upload.measurements:
         ann = m.record.get("annotations")
         value = ann.get(ANNOTATION) if isinstance(ann, dict) else None

@@ -7,7 +7,7 @@
   ``GET`` form: everything works without JavaScript; the small script only submits the
   form when a choice changes).
 - ``/network/{cc}/{asn}/{network_type}``: per service, the current status of each
-  function, a status-over-time chart (:mod:`probe.chart`, the same code as
+  function, a status-over-time chart (:mod:`probe.analysis.chart`, the same code as
   ``voip-probe report``; one bar per day, coloured by the day's majority status, event
   lines solid when confirmed and dashed when single-probe) and the events.
 
@@ -30,9 +30,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from probe import chart
+from probe.analysis import chart
+from probe.analysis.crowd import CONFIRMED, Rule, seconds
 from probe.collector.aggregate import StatusFilters, StatusReader
-from probe.crowd import CONFIRMED, Rule, seconds
 from probe.model import REPORTED_FUNCTIONS
 
 EVENTS_ON_OVERVIEW = 200

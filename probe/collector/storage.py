@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from probe.analysis.crowd import Rule
 from probe.collector.aggregate import StatusIndex
 from probe.collector.blobs import BlobStore
 from probe.collector.db import Connection, Database, StorageUnavailable
 from probe.collector.validate import Rejected, Upload, network_type, parse_upload
-from probe.crowd import Rule
 
 __all__ = ["Filters", "Storage", "StorageUnavailable", "StoreResult"]
 

@@ -5,7 +5,9 @@ ban, fixed-line ban, after) against real servers behind real packet filtering, a
 re-dates each results file to the phase's date. ``timeline`` must date the onset of the
 calls ban at the mobile-ban phase on mobile and at the fixed-line-ban phase on fixed
 lines, the restoration at the after phase on both, and report nothing for messaging.
-One run per phase: every change counts (``--window 1 --confirm 1``).
+One run per phase: every change counts (``--window 1 --confirm 1``). The replay is the
+one of the whole test session (tests/helpers/replay_cache.py), shared with the other
+tests that read it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from probe.analysis.summaries import load_summary
+from tests.helpers.replay_cache import morocco_replay
 
 BANNED = ("whatsapp", "skype", "viber")  # the scenarios expect their calls blocked
 
@@ -31,13 +34,9 @@ def voip_probe(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[
 
 @pytest.mark.lab
 @pytest.mark.slow
-def test_morocco_2016_replay_dated_by_timeline(tmp_path: Path) -> None:
-    # Until the lab's replay (probe/lab/replay.py, configs/scenarios/) is on this branch,
-    # there is nothing to replay; from then on this test runs (and fails under CI if the
-    # lab cannot run, like every lab test).
-    pytest.importorskip("probe.lab.replay", reason="voip-probe lab replay is not here yet")
-    replay = voip_probe("lab", "replay", "morocco-2016", "--timeout", "4", "--json",
-                        "--output", str(tmp_path))
+def test_morocco_2016_replay_dated_by_timeline(tmp_path_factory: pytest.TempPathFactory,
+                                               worker_id: str) -> None:
+    replay = morocco_replay(tmp_path_factory, worker_id)
     assert replay.returncode == 0, replay.stderr[-4000:]  # every phase reached its verdicts
     files = [Path(f) for f in json.loads(replay.stdout)["results_files"]]
     assert len(files) == 8
@@ -54,7 +53,7 @@ def test_morocco_2016_replay_dated_by_timeline(tmp_path: Path) -> None:
     assert [s[:10] for s in mobile] == ["2016-01-04", "2016-01-08", "2016-02-12", "2016-11-04"]
     assert [s[:10] for s in fixed] == ["2016-01-04", "2016-01-08", "2016-02-12", "2016-11-04"]
 
-    res = voip_probe("timeline", str(tmp_path), "--window", "1", "--confirm", "1", "--json",
+    res = voip_probe("timeline", str(replay.output), "--window", "1", "--confirm", "1", "--json",
                      timeout=120)
     assert res.returncode == 0, res.stderr
     networks = {n["type"]: n for n in json.loads(res.stdout)["networks"]}

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_files import hourly_files, run_file
 
-from probe import crowd
+from probe.analysis import crowd
 from probe.collector.aggregate import StatusFilters, StatusReader
 from probe.collector.storage import Storage
 from probe.collector.validate import Upload, parse_upload
+from tests.helpers.collector_files import hourly_files, run_file
 
 FUNCTIONS = (("whatsapp", "calls"), ("whatsapp", "messaging"))
 # A 4-hour window keeps the series short (each upload is a database commit).

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_files import hourly_files, run_file
 
-from probe import crowd
+from probe.analysis import crowd
 from probe.collector.storage import Storage
+from tests.helpers.collector_files import hourly_files, run_file
 
 RULE = crowd.Rule(window_s=4 * 3600)  # short series: every upload is a commit
 

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CollectorProcess
 
 from probe.lab.lab import Lab
 from probe.lab.play import apply_scenario, run_probe
 from probe.lab.replay import redate_results
 from probe.lab.scenarios import load_scenario, scenario_path
-from tests.browser import load
-from tests.replay_cache import TIMEOUT_S, morocco_replay
+from tests.collector.conftest import CollectorProcess
+from tests.helpers.browser import load
+from tests.helpers.replay_cache import TIMEOUT_S, morocco_replay
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -4,7 +4,6 @@ the Morocco 2016 replay end to end in a lab (lab tests)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from probe.lab.lab import STATE_ROOT
 from probe.lab.netns import list_namespaces
+from tests.helpers.replay_cache import morocco_replay
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,17 +83,16 @@ def test_lab_run_tcp_drop_passes_and_tears_down(tmp_path: Path) -> None:
 
 @pytest.mark.lab
 @pytest.mark.slow
-def test_replay_morocco_2016(tmp_path: Path) -> None:
-    env = {**os.environ, "COLUMNS": "200"}
-    res = voip_probe("lab", "replay", "morocco-2016", "--timeout", "4", "--json", "--output",
-                     str(tmp_path), env=env)
+def test_replay_morocco_2016(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> None:
+    # The replay of the whole test session, shared with the other tests that read it.
+    res = morocco_replay(tmp_path_factory, worker_id)
     assert res.returncode in (0, 1), res.stderr
-    out = json.loads(res.stdout)
+    out = res.report
     names = sorted(Path(f).name for f in out["results_files"])
     assert len(names) == 8
     assert names[0].startswith("20160104T100000Z_") and names[0].split("_")[2] == "mobile"
     assert names[-1].startswith("20161104T103000Z_") and names[-1].split("_")[2] == "fixed"
-    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == names
+    assert sorted(p.name for p in res.output.glob("*.jsonl")) == names
     for phase in out["phases"]:
         assert phase["passed"], phase
     assert res.returncode == 0

@@ -1,4 +1,4 @@
-"""The crowd-confirmation rule (probe.crowd): confirmed, single-probe, no event."""
+"""The crowd-confirmation rule (probe.analysis.crowd): confirmed, single-probe, no event."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from probe import crowd
-from probe.crowd import Observation, Rule
+from probe.analysis import crowd
+from probe.analysis.crowd import Observation, Rule
 
 RULE = Rule()  # K = 2, a 24 h window
 

@@ -1,4 +1,4 @@
-"""probe.chart: marker labels never overlap, time axes are readable (also measured in a
+"""probe.analysis.chart: marker labels never overlap, time axes are readable (also measured in a
 real browser)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe import chart
-from probe.chart import Marker, Row, Span
-from tests.browser import dump_dom
+from probe.analysis import chart
+from probe.analysis.chart import Marker, Row, Span
+from tests.helpers.browser import dump_dom
 
 
 def ts(text: str) -> float:
