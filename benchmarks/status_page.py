@@ -39,12 +39,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from probe.analysis import crowd
 from probe.collector import throwaway_pg
 from probe.collector.aggregate import StatusFilters, StatusReader
 from probe.collector.page import PageCache, PageRequest, render_network, render_overview
-from probe.collector.storage import Storage
+from probe.collector.storage import Storage, StorageUnavailable
 from probe.collector.validate import Upload, parse_upload
 
 SERVICES = ("whatsapp", "skype", "viber", "duo")
@@ -153,10 +154,13 @@ def generate(args: argparse.Namespace) -> list[Upload]:
             for k, (at, probe) in enumerate(runs)]
 
 
-def ingest(storage: Storage, uploads: list[Upload], threads: int) -> float:
+def ingest(storage: Storage, uploads: list[Upload], threads: int) -> tuple[float, int]:
+    """Store every upload from ``threads`` threads; returns the seconds it took and how
+    many stores were retried (the database busy: the API's 503, which a client retries)."""
     queue: Iterator[Upload] = iter(uploads)
     lock = threading.Lock()
     errors: list[BaseException] = []
+    retries = [0]
 
     def work() -> None:
         while True:
@@ -164,11 +168,20 @@ def ingest(storage: Storage, uploads: list[Upload], threads: int) -> float:
                 up = next(queue, None)
             if up is None:
                 return
-            try:
-                storage.store(up)
-            except BaseException as exc:
-                errors.append(exc)
-                return
+            for attempt in range(5):
+                try:
+                    storage.store(up)
+                    break
+                except StorageUnavailable as exc:
+                    with lock:
+                        retries[0] += 1
+                    if attempt == 4:
+                        errors.append(exc)
+                        return
+                    time.sleep(0.5 * 2 ** attempt)
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
 
     started = time.perf_counter()
     pool = [threading.Thread(target=work) for _ in range(threads)]
@@ -178,7 +191,7 @@ def ingest(storage: Storage, uploads: list[Upload], threads: int) -> float:
         t.join()
     if errors:
         raise errors[0]
-    return time.perf_counter() - started
+    return time.perf_counter() - started, retries[0]
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
@@ -202,11 +215,29 @@ def recompute_everything(storage: Storage, rule: crowd.Rule) -> int:
     return sum(len(crowd.analyse(probes, rule).events) for probes in runs.values())
 
 
+def timed(spent: list[float], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, adding the seconds each call takes to ``spent[0]``."""
+    lock = threading.Lock()
+
+    def call(*a: Any, **kw: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            with lock:
+                spent[0] += time.perf_counter() - started
+
+    return call
+
+
 def measure(name: str, storage: Storage, uploads: list[Upload], args: argparse.Namespace
             ) -> dict[str, float]:
     rule = storage.status.rule
     print(f"{name}: storing {len(uploads)} files ...", file=sys.stderr, flush=True)
-    seconds = ingest(storage, uploads, args.threads)
+    in_store, in_status = [0.0], [0.0]
+    storage.store = timed(in_store, storage.store)  # type: ignore[method-assign]
+    storage.status.add = timed(in_status, storage.status.add)  # type: ignore[method-assign]
+    seconds, retries = ingest(storage, uploads, args.threads)
     reader = StatusReader(storage.db)
     everything = reader.current(StatusFilters())
     busiest = max(everything, key=lambda c: c["runs"])
@@ -220,6 +251,9 @@ def measure(name: str, storage: Storage, uploads: list[Upload], args: argparse.N
     events = len(reader.events(StatusFilters(), limit=10**9))
     figures = {
         "runs stored per second": len(uploads) / seconds,
+        "stores retried (database busy)": float(retries),
+        "status aggregation per upload (ms)": in_status[0] / len(uploads) * 1000,
+        "aggregation share of store time (%)": 100 * in_status[0] / in_store[0],
         "/ rendered (ms)": median_ms(lambda: render_overview(reader, overview, rule),
                                      args.repeat),
         "network page rendered (ms)": median_ms(

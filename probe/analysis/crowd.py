@@ -45,8 +45,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from probe.analysis import timeline
+
 ANONYMOUS = ""  # the probe key of runs without a pseudonym
-DOWN_STATUSES = frozenset({"blocked", "impaired"})
 CONFIRMED = "confirmed"
 SINGLE_PROBE = "single-probe"
 
@@ -73,14 +74,8 @@ class Rule:
             raise ValueError("min_weight must be > 0 and at most the confirming weight")
 
     def state_of(self, status: str) -> bool | None:
-        """``True`` = down, ``False`` = up, ``None`` = inconclusive."""
-        if status == "ok":
-            return False
-        if status == "blocked":
-            return True
-        if status == "impaired":
-            return self.impaired_is_down
-        return None
+        """``True`` = down, ``False`` = up, ``None`` = inconclusive (as the timeline)."""
+        return timeline.state_of(status, self.impaired_is_down)
 
 
 @dataclass(frozen=True, slots=True)

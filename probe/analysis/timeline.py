@@ -53,6 +53,18 @@ FunctionState = tuple[str, tuple[str, ...], int, int]
 DOWN_STATUSES = frozenset({"blocked", "impaired"})
 
 
+def state_of(status: str, impaired_is_down: bool) -> bool | None:
+    """A function status as a state: ``True`` = down (blocked; impaired unless
+    ``impaired_is_down`` is false), ``False`` = up (ok), ``None`` = not conclusive."""
+    if status == "ok":
+        return False
+    if status == "blocked":
+        return True
+    if status == "impaired":
+        return impaired_is_down
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """When a change of state counts: ``threshold`` of ``window`` conclusive runs."""
@@ -73,13 +85,7 @@ class Rule:
 
     def state_of(self, status: str) -> bool | None:
         """``True`` = down, ``False`` = up, ``None`` = not conclusive (ignored)."""
-        if status == "ok":
-            return False
-        if status == "blocked":
-            return True
-        if status == "impaired":
-            return self.impaired_is_down
-        return None
+        return state_of(status, self.impaired_is_down)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,18 +45,17 @@ _PSEUDONYM = re.compile(PATTERN)
 Key = tuple[str, str, str, str, str]  # cc, asn, network type, service, function
 Network = tuple[str, str, str]
 
-_TABLES = """
+# Every table but status_meta starts with the key: network, service and function.
+_KEY_DDL = ("cc TEXT NOT NULL, asn TEXT NOT NULL, network_type TEXT NOT NULL, "
+            "service TEXT NOT NULL, function TEXT NOT NULL,")
+_TABLES = f"""
 CREATE TABLE IF NOT EXISTS status_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS status_obs (
     upload_id TEXT NOT NULL,
-    cc TEXT NOT NULL,
-    asn TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {_KEY_DDL}
     probe TEXT NOT NULL,
     at TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -66,11 +65,7 @@ CREATE TABLE IF NOT EXISTS status_obs (
 CREATE INDEX IF NOT EXISTS status_obs_probe
     ON status_obs (cc, asn, network_type, probe, service, function, at);
 CREATE TABLE IF NOT EXISTS status_daily (
-    cc TEXT NOT NULL,
-    asn TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {_KEY_DDL}
     day TEXT NOT NULL,
     ok INTEGER NOT NULL,
     impaired INTEGER NOT NULL,
@@ -79,11 +74,7 @@ CREATE TABLE IF NOT EXISTS status_daily (
     PRIMARY KEY (cc, asn, network_type, service, function, day)
 );
 CREATE TABLE IF NOT EXISTS status_probes (
-    cc TEXT NOT NULL,
-    asn TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {_KEY_DDL}
     probe TEXT NOT NULL,
     total INTEGER NOT NULL,
     conclusive INTEGER NOT NULL,
@@ -105,11 +96,7 @@ CREATE TABLE IF NOT EXISTS status_probes (
     PRIMARY KEY (cc, asn, network_type, service, function, probe)
 );
 CREATE TABLE IF NOT EXISTS status_changes (
-    cc TEXT NOT NULL,
-    asn TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {_KEY_DDL}
     probe TEXT NOT NULL,
     kind TEXT NOT NULL,
     at TEXT NOT NULL,
@@ -118,11 +105,7 @@ CREATE TABLE IF NOT EXISTS status_changes (
     PRIMARY KEY (cc, asn, network_type, service, function, probe, at)
 );
 CREATE TABLE IF NOT EXISTS status_keys (
-    cc TEXT NOT NULL,
-    asn TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {_KEY_DDL}
     status TEXT NOT NULL,
     probes INTEGER NOT NULL,
     as_of TEXT,
@@ -133,11 +116,7 @@ CREATE TABLE IF NOT EXISTS status_keys (
     PRIMARY KEY (cc, asn, network_type, service, function)
 );
 CREATE TABLE IF NOT EXISTS status_events (
-    cc TEXT NOT NULL,
-    asn TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {_KEY_DDL}
     kind TEXT NOT NULL,
     at TEXT NOT NULL,
     previous TEXT NOT NULL,
