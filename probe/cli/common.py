@@ -20,6 +20,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from probe.analysis.summaries import RunSummary
+
 EXIT_OK = 0
 EXIT_FOUND = 1
 EXIT_USAGE = 2
@@ -94,6 +96,21 @@ def warner(console: Console) -> Callable[[str], None]:
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
     return warn
+
+
+def load_run(path: Path, warn: Callable[[str], None]) -> RunSummary:
+    """The run summary of one results file (recomputed if it has none); a usage error when
+    the file cannot be read or no summary can be had (after ``warn`` said why)."""
+    from probe.analysis.summaries import load_summary
+    from probe.results import ResultsError
+
+    try:
+        summary = load_summary(path, warn)
+    except (ResultsError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    if summary is None:
+        raise UsageError(f"{path}: no run summary could be read (see the warning)")
+    return summary
 
 
 def tracked_files(paths: list[Path], console: Console) -> tuple[list[Path], Iterable[Path]]:

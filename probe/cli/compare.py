@@ -20,6 +20,7 @@ from probe.cli.common import (
     EXIT_OK,
     UsageError,
     command_boundary,
+    load_run,
     stderr_console,
     warner,
 )
@@ -44,21 +45,11 @@ def compare_command(
     """
     with command_boundary():
         from probe.analysis.compare import NetworkMismatch, compare
-        from probe.analysis.summaries import load_summary
         from probe.cli.render import render_comparison
-        from probe.results import ResultsError
 
         console = stderr_console()
         warn = warner(console)
-        runs = []
-        for path in (before, after):
-            try:
-                summary = load_summary(path, warn)
-            except (ResultsError, OSError) as exc:
-                raise UsageError(str(exc)) from None
-            if summary is None:
-                raise UsageError(f"{path}: no run summary could be read (see the warning)")
-            runs.append(summary)
+        runs = [load_run(path, warn) for path in (before, after)]
         try:
             result = compare(runs[0], runs[1], force=force)
         except NetworkMismatch as exc:

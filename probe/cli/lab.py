@@ -6,10 +6,7 @@ verdict was reached, 1 when some was not; ``lab replay`` likewise over all phase
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +15,17 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from probe.cli.app import app
-from probe.cli.common import EXIT_FOUND, EXIT_OK, UsageError, command_boundary, fail
+from probe.cli.common import (
+    EXIT_FOUND,
+    EXIT_OK,
+    UsageError,
+    command_boundary,
+    fail,
+    load_run,
+    stderr_console,
+    tracked_files,
+    warner,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -276,26 +283,41 @@ def replay_cmd(
 
 
 def _show_analysis(out: Path, plan: Any, outcomes: list[Any]) -> None:
-    """``voip-probe compare`` across each change of phase, and ``timeline``, if present."""
-    console = _console()
-    if importlib.util.find_spec("probe.cli.compare") is not None:
-        last: dict[str, tuple[str, Path]] = {}
-        for phase, outcome in zip(plan.phases, outcomes, strict=True):
-            if outcome.results_file is None:
-                continue
-            before = last.get(phase.network_type)
-            if before is not None and before[0] != phase.scenario:
-                console.print(f"[bold]compare {phase.network_type}: {before[0]} -> "
-                              f"{phase.scenario}[/]")
-                _probe_command(["compare", str(before[1]), str(outcome.results_file)])
-            last[phase.network_type] = (phase.scenario, outcome.results_file)
-    if importlib.util.find_spec("probe.cli.timeline") is not None:
-        console.print("[bold]timeline[/]")
-        _probe_command(["timeline", str(out)])
+    """On stderr, what ``voip-probe compare`` shows at each change of scenario on a network,
+    then what ``voip-probe timeline OUT`` shows (its default rule). A file that cannot be
+    read or compared is one error line, as those commands print it; the replay's outcome
+    stands."""
+    from probe.analysis.compare import compare
+    from probe.analysis.timeline import Rule, build_timeline
+    from probe.cli.render import render_comparison, render_timeline
+
+    console = stderr_console()
+    warn = warner(console)
+    last: dict[str, tuple[str, Path]] = {}
+    for phase, outcome in zip(plan.phases, outcomes, strict=True):
+        if outcome.results_file is None:
+            continue
+        before = last.get(phase.network_type)
+        if before is not None and before[0] != phase.scenario:
+            console.print(f"[bold]compare {phase.network_type}: {before[0]} -> "
+                          f"{phase.scenario}[/]")
+            with _error_line(console):
+                runs = [load_run(path, warn) for path in (before[1], outcome.results_file)]
+                render_comparison(console, compare(runs[0], runs[1]))
+        last[phase.network_type] = (phase.scenario, outcome.results_file)
+    console.print("[bold]timeline[/]")
+    with _error_line(console):
+        files, stream = tracked_files([out], console)
+        render_timeline(console, build_timeline(stream, Rule(), warn), len(files))
 
 
-def _probe_command(args: list[str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "probe", *args], capture_output=True,
-                          text=True, check=False)
-    sys.stderr.write(proc.stderr)
-    sys.stderr.write(proc.stdout)
+@contextmanager
+def _error_line(console: Console) -> Iterator[None]:
+    """A file that cannot be read, or runs from two networks: one ``error:`` line."""
+    from probe.analysis.compare import NetworkMismatch
+    from probe.results import ResultsError
+
+    try:
+        yield
+    except (UsageError, ResultsError, NetworkMismatch, OSError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)

@@ -96,3 +96,9 @@ def test_replay_morocco_2016(tmp_path_factory: pytest.TempPathFactory, worker_id
     for phase in out["phases"]:
         assert phase["passed"], phase
     assert res.returncode == 0
+    # The analysis drawn after the phases: a comparison at each change of scenario on a
+    # network, then the timeline of the output folder.
+    assert "compare mobile: morocco-2016-before -> morocco-2016-mobile-ban" in res.stderr
+    assert "compare fixed: morocco-2016-before -> morocco-2016-fixed-line-ban" in res.stderr
+    assert "\ntimeline\n" in res.stderr and "8 files, 8 runs, 2 networks" in res.stderr
+    assert "error:" not in res.stderr
