@@ -150,10 +150,16 @@ class FunctionVerdict:
     reachable: int
     total: int
     methods: list[str] = field(default_factory=list)
+    # For calls with a TCP/TLS relay fallback: the verdicts of the two paths, "udp" (the
+    # call path the apps prefer) and "fallback" (relays over TCP/TLS 443), each as JSON.
+    paths: dict[str, Record] | None = None
 
     def to_json(self) -> Record:
-        return {"status": self.status, "reachable": self.reachable, "total": self.total,
-                "methods": list(self.methods)}
+        out: Record = {"status": self.status, "reachable": self.reachable,
+                       "total": self.total, "methods": list(self.methods)}
+        if self.paths is not None:
+            out["paths"] = {k: dict(v) for k, v in self.paths.items()}
+        return out
 
 
 @dataclass(slots=True)

@@ -63,6 +63,12 @@ class TlsInfo:
     alpn: str | None
 
 
+class TlsStream(TcpStream, Protocol):
+    """A stream inside a completed TLS handshake."""
+
+    tls: TlsInfo
+
+
 class Network(Protocol):
     def system_resolvers(self) -> list[str]: ...
 
@@ -71,6 +77,12 @@ class Network(Protocol):
     async def tls_handshake(self, ip: str, port: int, sni: str, timeout_s: float,
                             ca_bundle: str | None = None, verify: bool = True,
                             alpn: Sequence[str] = ()) -> TlsInfo: ...
+
+    async def tls_connect(self, ip: str, port: int, sni: str, timeout_s: float,
+                          ca_bundle: str | None = None, verify: bool = True,
+                          alpn: Sequence[str] = ()) -> TlsStream:
+        """A TLS session kept open as a stream (TURN over TLS), unlike tls_handshake."""
+        ...
 
     async def udp_open(self, ip: str, port: int) -> UdpFlow: ...
 
@@ -116,6 +128,23 @@ class _AsyncioTcpStream:
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
         except (OSError, TimeoutError, ssl.SSLError):
             pass
+
+
+class _AsyncioTlsStream(_AsyncioTcpStream):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 tls: TlsInfo) -> None:
+        super().__init__(reader, writer)
+        self.tls = tls
+
+
+def _tls_info(writer: asyncio.StreamWriter) -> TlsInfo:
+    """What a completed handshake negotiated (the peer's subject only when verified)."""
+    sslobj: ssl.SSLObject = writer.get_extra_info("ssl_object")
+    cert = sslobj.getpeercert() or {}
+    subject = ", ".join("=".join(x) for rdn in cert.get("subject", ()) for x in rdn)
+    cipher = sslobj.cipher()
+    return TlsInfo(version=sslobj.version() or "", cipher=cipher[0] if cipher else "",
+                   peer_subject=subject, alpn=sslobj.selected_alpn_protocol())
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -181,14 +210,20 @@ class RealNetwork:
             timeout_s,
         )
         try:
-            sslobj: ssl.SSLObject = writer.get_extra_info("ssl_object")
-            cert = sslobj.getpeercert() or {}
-            subject = ", ".join("=".join(x) for rdn in cert.get("subject", ()) for x in rdn)
-            cipher = sslobj.cipher()
-            return TlsInfo(version=sslobj.version() or "", cipher=cipher[0] if cipher else "",
-                           peer_subject=subject, alpn=sslobj.selected_alpn_protocol())
+            return _tls_info(writer)
         finally:
             await _AsyncioTcpStream(reader, writer).close()
+
+    async def tls_connect(self, ip: str, port: int, sni: str, timeout_s: float,
+                          ca_bundle: str | None = None, verify: bool = True,
+                          alpn: Sequence[str] = ()) -> TlsStream:
+        ctx = make_ssl_context(ca_bundle, verify, alpn)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(ip, port, ssl=ctx, server_hostname=sni,
+                                    ssl_handshake_timeout=timeout_s),
+            timeout_s,
+        )
+        return _AsyncioTlsStream(reader, writer, _tls_info(writer))
 
     async def udp_open(self, ip: str, port: int) -> UdpFlow:
         loop = asyncio.get_running_loop()

@@ -454,9 +454,14 @@ def binding_success(
 
 
 def allocate_request(*, transaction_id: bytes | None = None,
-                     software: str | None = SOFTWARE) -> StunMessage:
-    """An unauthenticated TURN Allocate for UDP (RFC 8656 7.1): expect a 401."""
+                     software: str | None = SOFTWARE,
+                     extra: Iterable[tuple[int, bytes]] = ()) -> StunMessage:
+    """An unauthenticated TURN Allocate for UDP (RFC 8656 7.1): expect a 401. ``extra``
+    attributes (an app's flavour, :func:`flavour_attributes`) come first, as the app's
+    own Allocate shows them."""
     msg = StunMessage(ALLOCATE_REQUEST, transaction_id or new_transaction_id())
+    for attr_type, value in extra:
+        msg.add(attr_type, value)
     msg.add(ATTR_REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))
     if software:
         msg.add(ATTR_SOFTWARE, encode_text(software))
@@ -486,10 +491,8 @@ def app_flavoured(flavor: str) -> StunMessage:
         return msg
     msg = binding_request(software=None)
     if flavor == "teams":
-        msg.add(ATTR_MS_CANDIDATE_IDENTIFIER, r4(4).hex().encode())
-        msg.add(ATTR_MS_IMPLEMENTATION_VERSION, encode_u32(2))
-        msg.add(ATTR_MS_MULTIPLEXED_TURN_SESSION_ID, r4(8))
-        msg.add(ATTR_MS_SERVICE_QUALITY, bytes([0, 1, 0, 1]))
+        for attr_type, value in flavour_attributes(flavor):
+            msg.add(attr_type, value)
     elif flavor == "google":
         msg.add(ATTR_GOOGLE_FF03, r4(4))
         msg.add(ATTR_REALM, b"google.com")
@@ -499,6 +502,24 @@ def app_flavoured(flavor: str) -> StunMessage:
     else:
         raise ValueError(f"unknown STUN flavor {flavor!r} (known: {', '.join(FLAVORS)})")
     return msg
+
+
+# Flavours made only of comprehension-optional attributes (type >= 0x8000, RFC 8489 14):
+# a server that does not know them ignores them, so they can ride on a request whose
+# answer proves something (a TURN Allocate's 401) without changing that answer.
+OPTIONAL_FLAVORS = ("teams",)
+
+
+def flavour_attributes(flavor: str) -> list[tuple[int, bytes]]:
+    """An app's comprehension-optional STUN attributes (new random values each call)."""
+    if flavor == "teams":
+        r4 = os.urandom
+        return [(ATTR_MS_CANDIDATE_IDENTIFIER, r4(4).hex().encode()),
+                (ATTR_MS_IMPLEMENTATION_VERSION, encode_u32(2)),
+                (ATTR_MS_MULTIPLEXED_TURN_SESSION_ID, r4(8)),
+                (ATTR_MS_SERVICE_QUALITY, bytes([0, 1, 0, 1]))]
+    raise ValueError(f"flavor {flavor!r} is not made of comprehension-optional attributes "
+                     f"(those are: {', '.join(OPTIONAL_FLAVORS)})")
 
 
 def describe(msg: StunMessage) -> dict[str, object]:

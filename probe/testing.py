@@ -22,6 +22,10 @@
   whose connects and handshakes meet the TCP/TLS world and the censor; ``http_status``
   gives a status per host name (default 200); a POST of ``application/dns-message`` is
   answered as a DNS-over-HTTPS control resolver from ``doh_names`` (default: ``names``).
+* Streams: a connected TCP (or TLS, :meth:`FakeNetwork.tls_connect`) stream answers what
+  is written to it with ``stream_responder(ip, port, data)``: bytes to read back, ``b""``
+  for the peer closing, an exception instance for the connection failing, a list of
+  those (in order), or None (no answer: a read waits out its timeout).
 * UDP: a datagram to ``(ip, port)`` goes to the responder of ``udp[(ip, port)]``, else of
   ``udp_hosts[ip]`` (any port), else (but on port 53: no DNS server) of ``udp_default``;
   without one, nothing answers. A
@@ -74,6 +78,7 @@ Fault = str  # "ok" | "refused" | "reset" | "unreachable" | "silent" | TLS: see 
 Faults = Fault | list[Fault]
 Reply = bytes | BaseException
 Responder = Callable[[bytes], "Reply | list[Reply] | None"]
+StreamReply = Reply | list[Reply] | None
 
 FAKE_RESOLVER = "198.18.0.53"
 # The fake world's address space. Both are bogons: endpoints of tests that answer from it
@@ -401,6 +406,7 @@ class FakeNetwork:
     udp: dict[tuple[str, int], Responder] = field(default_factory=dict)
     udp_hosts: dict[str, Responder] = field(default_factory=dict)
     udp_default: Responder | None = None
+    stream_responder: Callable[[str, int, bytes], StreamReply] | None = None
     seed: int = 1  # the censor's random_loss draws
     # What the probe sent.
     connects: list[tuple[str, int]] = field(default_factory=list)
@@ -437,7 +443,13 @@ class FakeNetwork:
     async def tcp_connect(self, ip: str, port: int, timeout_s: float) -> _FakeStream:
         self.connects.append((ip, port))
         await _suffer(self._connect_fault(ip, port), timeout_s)
-        return _FakeStream((CLIENT[0], 40000))
+        return _FakeStream(self, ip, port)
+
+    async def tls_connect(self, ip: str, port: int, sni: str, timeout_s: float,
+                          ca_bundle: str | None = None, verify: bool = True,
+                          alpn: Sequence[str] = ()) -> _FakeTlsStream:
+        info = await self.tls_handshake(ip, port, sni, timeout_s, ca_bundle, verify, alpn)
+        return _FakeTlsStream(self, ip, port, info)
 
     async def tls_handshake(self, ip: str, port: int, sni: str, timeout_s: float,
                             ca_bundle: str | None = None, verify: bool = True,
@@ -571,18 +583,39 @@ def _zone_answer(zone: dict[str, list[str]], query: bytes) -> bytes:
 
 
 class _FakeStream:
-    def __init__(self, local: tuple[str, int]) -> None:
-        self.local_address = local
+    def __init__(self, net: FakeNetwork, ip: str, port: int) -> None:
+        self._net = net
+        self._ip = ip
+        self._port = port
+        self._inbox: asyncio.Queue[Reply] = asyncio.Queue()
+        self._pending = b""
+        self.local_address = (CLIENT[0], 40000)
 
     async def write(self, data: bytes) -> None:
-        return None
+        responder = self._net.stream_responder
+        reply = responder(self._ip, self._port, data) if responder else None
+        for item in reply if isinstance(reply, list) else [] if reply is None else [reply]:
+            self._inbox.put_nowait(item)
 
     async def read(self, max_bytes: int, timeout_s: float) -> bytes:
-        await asyncio.sleep(timeout_s)
-        raise TimeoutError()
+        if not self._pending:
+            item = await asyncio.wait_for(self._inbox.get(), max(timeout_s, 0.0))
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return b""  # the peer closed
+            self._pending = item
+        data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
+        return data
 
     async def close(self) -> None:
         return None
+
+
+class _FakeTlsStream(_FakeStream):
+    def __init__(self, net: FakeNetwork, ip: str, port: int, tls: TlsInfo) -> None:
+        super().__init__(net, ip, port)
+        self.tls = tls
 
 
 class _FakeUdpFlow:

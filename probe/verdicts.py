@@ -17,6 +17,14 @@ Rules (DESIGN.md "Run summary" and "Measurement rules"):
   shows a method); none reachable -> ``blocked``; some reachable -> ``impaired`` for an
   ``any`` pool (the function still works through the others), ``blocked`` for an
   ``all`` pool (each endpoint is needed).
+* Calls and the apps' fallback (DESIGN.md "Measurement rules learned from real DPI"):
+  measurements whose test keys say ``"fallback": true`` (TURN over TCP/TLS 443 to a relay)
+  are the fallback path, the other calls endpoints the UDP path. Each path gets its own
+  verdict (in ``paths``). UDP blocked and the fallback working (any of its endpoints
+  reachable) is ``impaired`` with the UDP path's methods: calls connect, with worse
+  quality; both blocked is ``blocked`` with the methods of both. While the UDP path works
+  the function has the UDP path's status and methods: calls work as the apps prefer, and
+  the fallback's own verdict stays in ``paths``.
 * A service's status is its worst function (ok < inconclusive < impaired < blocked).
 * Network status: ``online`` if any control or any endpoint was reachable, else
   ``offline``.
@@ -52,6 +60,7 @@ class _EndpointState:
     failure_methods: list[str] = field(default_factory=list)
     impairment_methods: list[str] = field(default_factory=list)
     failure_pass: str = ""
+    fallback: bool = False
 
 
 def _order_methods(methods: Iterable[str]) -> list[str]:
@@ -72,6 +81,8 @@ def _collect(records: Iterable[Record]) -> dict[tuple[str, str, str, str], _Endp
         if st is None:
             st = states[key] = _EndpointState(pool=str(rec.get("pool") or "any"))
         failure = tk.get("failure")
+        if tk.get("fallback") is True:
+            st.fallback = True
         if tk.get("check_error") or failure == failures.NOT_APPLICABLE:
             continue
         st.counted = True
@@ -123,6 +134,30 @@ def summarize(records: Iterable[Record]) -> dict[str, Any]:
 
 
 def _function_verdict(eps: list[_EndpointState], trustworthy: bool) -> FunctionVerdict:
+    verdict = _pooled_verdict(eps, trustworthy)
+    udp = [e for e in eps if not e.fallback]
+    fallback = [e for e in eps if e.fallback]
+    if not udp or not fallback:
+        return verdict
+    udp_path = _pooled_verdict(udp, trustworthy)
+    fallback_path = _pooled_verdict(fallback, trustworthy)
+    verdict.paths = {"udp": udp_path.to_json(), "fallback": fallback_path.to_json()}
+    if verdict.status == "inconclusive":
+        return verdict  # an untrustworthy network: neither path says anything
+    if udp_path.status == "blocked":
+        if fallback_path.reachable:
+            verdict.status = "impaired"  # calls connect through the relay over TCP/TLS
+            verdict.methods = udp_path.methods
+        else:
+            verdict.status = "blocked"
+            verdict.methods = _order_methods([*udp_path.methods, *fallback_path.methods])
+    else:
+        verdict.status = udp_path.status
+        verdict.methods = udp_path.methods
+    return verdict
+
+
+def _pooled_verdict(eps: list[_EndpointState], trustworthy: bool) -> FunctionVerdict:
     total = len(eps)
     reachable = sum(1 for e in eps if e.ok)
     failed = [e for e in eps if not e.ok]

@@ -111,3 +111,85 @@ def test_no_controls_in_plan_uses_any_success() -> None:
 def test_summary_lines_and_junk_are_ignored() -> None:
     s = summarize([{"record": "summary"}, {"test_keys": "junk"}, *CONTROLS_OK])
     assert s["services"] == {} and s["network"]["controls"] == {"reachable": 4, "total": 4}
+
+
+# --- calls with the apps' TCP/TLS relay fallback (DESIGN.md, real-DPI rules) -----------
+
+def teams_calls(udp: str | None, tcp: str | None, tls: str | None) -> list[dict[str, Any]]:
+    """Skype/Teams calls: a TURN Allocate over UDP and the relay fallback over TCP and TLS,
+    each failure confirmed (main and confirmation pass alike)."""
+    out = []
+    for pas in ("main", "confirmation"):
+        out.append(rec("skype", "calls", "turn://relay:3478", udp, test="turn", pas=pas,
+                       control=None))
+        for test, failure in (("turn_tcp", tcp), ("turn_tls", tls)):
+            keys: dict[str, Any] = {"fallback": True, "transport": test[-3:]}
+            if failure == "connection_reset":
+                keys["failed_operation"] = "tcp_connect"
+            out.append(rec("skype", "calls", f"{test}://relay:443", failure, test=test,
+                           pas=pas, **keys))
+    return out
+
+
+UDP_BLOCKED_CONTROL = {"failure": None,
+                       "same_port": {"kinds": {"stun": {"sent": 2, "answered": 0},
+                                               "random": {"sent": 2, "answered": 0}}},
+                       "baseline": {"kinds": {"random": {"sent": 2, "answered": 2}}}}
+
+
+def calls_of(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    verdict: dict[str, Any] = summarize([*CONTROLS_OK, *recs])["services"]["skype"][
+        "functions"]["calls"]
+    return verdict
+
+
+def test_udp_blocked_with_a_working_fallback_is_impaired_with_the_udp_methods() -> None:
+    recs = teams_calls("generic_timeout_error", None, "generic_timeout_error")
+    for r in recs:
+        if r["test_name"] == "turn":
+            r["test_keys"]["control"] = UDP_BLOCKED_CONTROL
+    calls = calls_of(recs)
+    assert calls["status"] == "impaired"
+    assert calls["methods"] == ["udp_blocked"]
+    assert (calls["reachable"], calls["total"]) == (1, 3)
+    assert calls["paths"]["udp"]["status"] == "blocked"
+    assert calls["paths"]["fallback"] == {"status": "impaired", "reachable": 1, "total": 2,
+                                          "methods": ["relay_unreachable"]}
+
+
+def test_udp_and_fallback_blocked_is_blocked_with_the_methods_of_both() -> None:
+    recs = teams_calls("generic_timeout_error", "connection_reset", "connection_reset")
+    for r in recs:
+        if r["test_name"] == "turn":
+            r["test_keys"]["control"] = UDP_BLOCKED_CONTROL
+    calls = calls_of(recs)
+    assert calls["status"] == "blocked"
+    assert calls["methods"] == ["tcp_reset", "udp_blocked"]
+    assert calls["paths"]["fallback"]["status"] == "blocked"
+    assert overall_exit_code(summarize([*CONTROLS_OK, *recs])) == 1
+
+
+def test_udp_working_gives_the_udp_status_whatever_the_fallback() -> None:
+    calls = calls_of(teams_calls(None, "connection_reset", "connection_reset"))
+    assert calls["status"] == "ok" and calls["methods"] == []
+    assert (calls["reachable"], calls["total"]) == (1, 3)
+    assert calls["paths"]["fallback"]["status"] == "blocked"
+    clean = calls_of(teams_calls(None, None, None))
+    assert clean["status"] == "ok"
+    assert clean["paths"] == {
+        "udp": {"status": "ok", "reachable": 1, "total": 1, "methods": []},
+        "fallback": {"status": "ok", "reachable": 2, "total": 2, "methods": []}}
+
+
+def test_without_a_fallback_path_udp_blocked_stays_blocked_and_has_no_paths() -> None:
+    recs = [r for r in teams_calls("generic_timeout_error", None, None)
+            if r["test_name"] == "turn"]
+    calls = calls_of(recs)
+    assert calls["status"] == "blocked" and "paths" not in calls
+
+
+def test_an_untrustworthy_network_keeps_calls_inconclusive_with_a_fallback() -> None:
+    recs = teams_calls("generic_timeout_error", None, None)
+    s = summarize([*CONTROLS_DOWN[:3], CONTROLS_OK[3], *recs])
+    calls = s["services"]["skype"]["functions"]["calls"]
+    assert calls["status"] == "inconclusive"

@@ -104,7 +104,19 @@ def describe_response(msg: stun.StunMessage, include_ip: bool,
     return out
 
 
-def _validate(request: stun.StunMessage, reply: stun.StunMessage, family_v6: bool) -> str | None:
+def evaluate_allocate(reply: stun.StunMessage) -> str | None:
+    """A TURN Allocate's answer that proves a relay (RFC 8656 7.2, RFC 8489 9.2.4): a 401
+    with REALM and NONCE, or a success (an open relay: reachable all the same)."""
+    if reply.msg_class == stun.CLASS_SUCCESS:
+        return None
+    err = reply.error_code
+    if err is not None and err.code == 401 and reply.realm and reply.nonce is not None:
+        return None
+    return failures.STUN_ERROR_RESPONSE
+
+
+def validate_reply(request: stun.StunMessage, reply: stun.StunMessage,
+                   family_v6: bool) -> str | None:
     """Why a reply to our transaction ID is not a valid answer, or None."""
     if reply.method != request.method or reply.msg_class not in (stun.CLASS_SUCCESS,
                                                                   stun.CLASS_ERROR):
@@ -173,7 +185,7 @@ async def stun_transaction(ctx: CheckContext, ip: str, port: int,
                                     "reason": "transaction ID is not ours",
                                     "type": f"{reply.msg_type:#06x}"})
                 continue
-            problem = _validate(request, reply, ":" in ip)
+            problem = validate_reply(request, reply, ":" in ip)
             if problem == "unexpected":
                 seen_unexpected = True
                 tx.received.append({"t": t, "kind": "unexpected", "bytes": len(raw),

@@ -5,32 +5,30 @@ NONCE (RFC 8656 7.2, RFC 8489 9.2.4): that answer proves the relay is reachable 
 speaks TURN, without any account. Transport, retransmission, validation and the
 same-port reflector control are those of the stun check; a relay that cannot be
 reached while STUN passes to the reflector on the same port is ``relay_unreachable``.
+``flavor = "teams"`` puts Microsoft's STUN attributes in the Allocate, as a Teams client's
+own shows them to a DPI engine; all are comprehension-optional (RFC 8489 14), so a
+standard relay still answers 401.
 """
 
 from __future__ import annotations
 
-from probe import failures, stun
-from probe.checks._base import CheckContext, CheckSpec, TestKeys
-from probe.checks._stun import run_transaction, stun_methods
+from probe import stun
+from probe.checks._base import CheckContext, CheckSpec, TestKeys, one_of
+from probe.checks._stun import evaluate_allocate, run_transaction, stun_methods
 from probe.model import Endpoint
 
 NAME = "turn"
 VERSION = "0.1.0"
-SPEC = CheckSpec(doc="TURN Allocate without credentials: a 401 with REALM and NONCE "
-                     "proves the relay is reachable")
+SPEC = CheckSpec(options={"flavor": one_of(*stun.OPTIONAL_FLAVORS)},
+                 doc="TURN Allocate without credentials: a 401 with REALM and NONCE "
+                     "proves the relay is reachable; flavor = \"teams\" adds Microsoft's "
+                     "STUN attributes")
 
 methods = stun_methods  # stun and turn measurements show their methods alike
 
 
-def _evaluate_allocate(reply: stun.StunMessage) -> str | None:
-    if reply.msg_class == stun.CLASS_SUCCESS:
-        return None  # an open relay: reachable all the same
-    err = reply.error_code
-    if err is not None and err.code == 401 and reply.realm and reply.nonce is not None:
-        return None
-    return failures.STUN_ERROR_RESPONSE
-
-
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    return await run_transaction(endpoint, ctx, stun.allocate_request(), "turn_allocate",
-                                 _evaluate_allocate)
+    flavor = endpoint.options.get("flavor")
+    extra = stun.flavour_attributes(str(flavor)) if flavor else ()
+    return await run_transaction(endpoint, ctx, stun.allocate_request(extra=extra),
+                                 "turn_allocate", evaluate_allocate)

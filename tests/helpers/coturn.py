@@ -41,9 +41,17 @@ def _binding_answered(host: str, port: int) -> bool:
             return False
 
 
+def free_tcp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 @contextmanager
-def coturn(host: str | None = None) -> Iterator[tuple[str, int]]:
-    """Run turnserver on ``host``; yield its (address, UDP port).
+def coturn(host: str | None = None, tls: bool = False) -> Iterator[tuple[str, int]]:
+    """Run turnserver on ``host``; yield its (address, UDP port). It takes TURN over TCP
+    on the same port too, and with ``tls`` over TLS as well (coturn tells TLS from plain
+    TCP by the first bytes), with a certificate for ``relay.test`` from a throwaway CA.
 
     The default address differs per pytest-xdist worker (127.0.0.77 + worker number), so
     parallel coturns never compete for the same relay ports."""
@@ -64,6 +72,16 @@ def coturn(host: str | None = None) -> Iterator[tuple[str, int]]:
         "--simple-log", f"--pidfile={workdir}/turn.pid", f"--userdb={workdir}/turndb",
         "--min-port=49152", "--max-port=49200",
     ]
+    if tls:
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("relay.test")
+        leaf.cert_chain_pems[0].write_to_path(f"{workdir}/cert.pem")
+        leaf.private_key_pem.write_to_path(f"{workdir}/key.pem")
+        cmd.remove("--no-tls")
+        cmd += [f"--cert={workdir}/cert.pem", f"--pkey={workdir}/key.pem",
+                f"--tls-listening-port={free_tcp_port(host)}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
