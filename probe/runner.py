@@ -85,8 +85,10 @@ Emit = Callable[[Record], None]
 
 
 def dns_units(plan: Plan) -> list[Endpoint]:
-    """One ``dns`` endpoint per (service, host) the plan uses; IP literals need none, and
-    control services get none (their checks record their own lookups)."""
+    """One ``dns`` endpoint per (service, host) the plan uses; IP literals need none,
+    control services get none (their checks record their own lookups), and neither do a
+    service's ``neutral`` endpoints (a third party's server standing for the path: its
+    lookup says nothing about the service's names)."""
     units: list[Endpoint] = []
     for svc in plan.services:
         if svc.is_control:
@@ -94,7 +96,8 @@ def dns_units(plan: Plan) -> list[Endpoint]:
         seen: set[str] = set()
         for ep in svc.endpoints:
             host = ep.target_host
-            if host is None or host in seen or is_ip_literal(host):
+            if host is None or host in seen or is_ip_literal(host) \
+                    or ep.options.get("neutral") is True:
                 continue
             seen.add(host)
             units.append(Endpoint(service=svc.id, function="dns", check="dns", host=host,

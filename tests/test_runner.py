@@ -117,3 +117,16 @@ def test_runner_gives_the_resolver_each_hosts_expected_networks() -> None:
                              net, info, out.append))
         assert {r["test_name"]: r["test_keys"]["failure"] for r in out} == {
             "dns": failure, "tcp": failure}
+
+
+def test_a_neutral_endpoint_gets_no_dns_measurement_of_the_service() -> None:
+    """A third party's server standing for a service's call path (``neutral = true``) is
+    measured, but its name is not one of the service's: no dns unit for it."""
+    from probe.runner import dns_units
+
+    own = Endpoint(service="viber", function="messaging", check="tcp", host="chat.v.example",
+                   port=443)
+    neutral = Endpoint(service="viber", function="calls", check="stun",
+                       host="stun.neutral.example", port=443, options={"neutral": True})
+    plan = Plan(services=(Service("viber", "Viber", (own, neutral)),))
+    assert [u.host for u in dns_units(plan)] == ["chat.v.example"]

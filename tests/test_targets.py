@@ -34,6 +34,33 @@ def test_shipped_files_name_hosts_never_addresses() -> None:
                 assert host is not None and not is_ip_literal(host), f"{ep.source}: {host}"
 
 
+def test_no_shipped_file_holds_a_literal_address_not_even_in_a_comment() -> None:
+    """Names only (DESIGN.md): the shipped targets and identity config may cite where an
+    address was seen, but never write one down, lest it be copied into a target."""
+    config = Path(__file__).resolve().parents[1] / "configs"
+    files = [*shipped_target_files(), config / "identity.toml"]
+    assert len(files) >= 6
+    token = re.compile(r"[0-9A-Fa-f:.]*[.:][0-9A-Fa-f:.]+(?:/\d+)?")
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for found in token.findall(line):
+                bare = found.split("/")[0]
+                for candidate in (bare, bare.strip(".:"), bare.rstrip(".")):
+                    assert not is_ip_literal(candidate), f"{path}:{number}: {found}"
+
+
+def test_every_service_has_calls_endpoints_that_need_no_reflector() -> None:
+    """A plain run (no --reflector) still judges every service's calls: each has a calls
+    endpoint with a host of its own; Skype/Teams also has the TCP/TLS relay fallback."""
+    plan = load_plan()
+    for service in ("whatsapp", "skype", "viber", "duo"):
+        hosted = [e for e in plan.service(service).endpoints
+                  if e.function == "calls" and e.host is not None]
+        assert hosted, service
+    skype = {e.check for e in plan.service("skype").endpoints if e.function == "calls"}
+    assert {"turn", "turn_tcp", "turn_tls"} <= skype
+
+
 def test_every_shipped_endpoint_table_has_a_source_comment() -> None:
     for path in shipped_target_files():
         lines = path.read_text().splitlines()

@@ -7,6 +7,11 @@ family). No answer, an ICMP error, a malformed reply and a well-formed reply tha
 ours (injected) are different failures. The mapped address, the probe's public IP, is
 recorded only with ``--include-ip``.
 
+``neutral = true`` marks a server that is not the service's own (a third party's STUN
+server on the port the service's calls use, where the service names no server): it is
+measured the same way, and the runner derives no ``dns`` measurement of the service from
+its name.
+
 When no answer comes, a same-port control to the reflector (``--reflector``) tells how:
 plain STUN passes there but not here (``relay_unreachable``), random bytes pass but
 STUN does not (``stun_dpi``), or nothing passes on that port while the reflector's port
@@ -16,14 +21,17 @@ STUN does not (``stun_dpi``), or nothing passes on that port while the reflector
 from __future__ import annotations
 
 from probe import failures, stun
-from probe.checks._base import CheckContext, CheckSpec, TestKeys
+from probe.checks._base import CheckContext, CheckSpec, TestKeys, is_bool
 from probe.checks._stun import run_transaction, stun_methods
 from probe.model import Endpoint
 
 NAME = "stun"
 VERSION = "0.1.0"
-SPEC = CheckSpec(doc="STUN Binding request (RFC 8489) with retransmission; a same-port "
-                     "reflector control tells how a silent server is blocked")
+SPEC = CheckSpec(options={"neutral": is_bool},
+                 doc="STUN Binding request (RFC 8489) with retransmission; a same-port "
+                     "reflector control tells how a silent server is blocked; neutral = "
+                     "true marks a third party's server standing for the call path (kept "
+                     "out of the service's dns function)")
 
 methods = stun_methods  # stun and turn measurements show their methods alike
 
