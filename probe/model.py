@@ -115,6 +115,10 @@ class RunConfig:
     resolver: str | None = None  # IP of the resolver to use; None = the system's
     doh_url: str | None = None  # control resolver (DNS over HTTPS)
     reflector: str | None = None  # cooperating echo/STUN server (host or IP)
+    # Where the reflector came from ("option", "config", "collector"), and why there is
+    # none when the collector was asked (probe.reflector_choice).
+    reflector_source: str | None = None
+    reflector_note: str | None = None
     ca_bundle: str | None = None
     concurrency: int = 256
     include_ip: bool = False

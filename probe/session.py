@@ -26,7 +26,7 @@ from probe.net import Network, RealNetwork
 from probe.privacy import scrub
 from probe.results import ResultsWriter, results_filename
 from probe.runner import ProgressFn, RunInfo, ooni_time, run_plan
-from probe.verdicts import overall_exit_code, summarize
+from probe.verdicts import fallback_lines, overall_exit_code, reflector_left_out, summarize
 
 
 @dataclass(slots=True)
@@ -183,4 +183,17 @@ def build_summary(records: list[Record], info: RunInfo, identity: Identity, cfg:
         "measurements": len(records),
         "network": network,
         "services": verdicts["services"],
+        "reflector": {"host": cfg.reflector, "source": cfg.reflector_source,
+                      "note": cfg.reflector_note},
+        "notes": run_notes(records, verdicts["services"], cfg),
     }
+
+
+def run_notes(records: list[Record], services: dict[str, Any], cfg: RunConfig) -> list[str]:
+    """One line each: which calls path works where it was judged on two, and what a run
+    without a reflector left out (with why the collector gave none, if it was asked)."""
+    notes = fallback_lines(services)
+    left_out = reflector_left_out(records)
+    if left_out:
+        notes.append(left_out + (f" ({cfg.reflector_note})" if cfg.reflector_note else ""))
+    return notes

@@ -184,3 +184,59 @@ def overall_exit_code(summary: dict[str, Any]) -> int:
     if summary.get("network", {}).get("status") == "offline" or "inconclusive" in statuses:
         return 3
     return 0
+
+
+# --- one-line notes for the run summary --------------------------------------------------
+
+# What the reflector-based checks would have shown (DESIGN.md "Reflector").
+_REFLECTOR_EVIDENCE = {
+    "udp": "the UDP port test (udp_blocked)",
+    "differential": "the STUN payload differential (stun_dpi, app_stun_dpi)",
+    "stream": "the call-like stream (throttled)",
+}
+
+
+def reflector_left_out(records: Iterable[Record]) -> str | None:
+    """One line saying which evidence a run without a reflector left out, or None when
+    nothing was left out for want of one."""
+    skipped: dict[str, int] = {}
+    for rec in records:
+        tk = rec.get("test_keys")
+        if not isinstance(tk, dict) or rec.get("pass") == "confirmation":
+            continue
+        if tk.get("failure") == failures.NOT_APPLICABLE and rec.get("function") == "calls":
+            name = str(rec.get("test_name"))
+            skipped[name] = skipped.get(name, 0) + 1
+    if not skipped:
+        return None
+    parts = [_REFLECTOR_EVIDENCE.get(name, name) for name in sorted(skipped)]
+    return (f"no reflector: {sum(skipped.values())} call checks did not run, so this run "
+            f"has no {', '.join(parts)}, and a silent STUN/TURN server's block is not told "
+            "apart (relay_unreachable); set reflector = \"host\" in config.toml, or "
+            "--reflector HOST")
+
+
+def fallback_lines(services: dict[str, Any]) -> list[str]:
+    """One line per service whose calls were judged on two paths (UDP and the relay
+    fallback over TCP/TLS 443), saying which of them works."""
+    lines = []
+    for sid, svc in services.items():
+        calls = svc.get("functions", {}).get("calls") or {}
+        paths = calls.get("paths")
+        if not paths or calls.get("status") == "inconclusive":
+            continue
+        udp, fallback = paths["udp"], paths["fallback"]
+        how = f" ({', '.join(udp['methods'])})" if udp.get("methods") else ""
+        if udp["status"] != "blocked":
+            if fallback["status"] == "ok":
+                continue  # both work: nothing to say
+            lines.append(f"{sid} calls: UDP works; the relay fallback over TCP/TLS 443 is "
+                         f"{fallback['status']}")
+        elif fallback["reachable"]:
+            lines.append(f"{sid} calls: UDP blocked{how}, the relay fallback over TCP/TLS "
+                         "443 works: calls connect, with worse quality")
+        else:
+            fb_how = f" ({', '.join(fallback['methods'])})" if fallback.get("methods") else ""
+            lines.append(f"{sid} calls: UDP blocked{how} and the relay fallback over TCP/TLS "
+                         f"443 blocked{fb_how}: calls cannot connect")
+    return lines

@@ -78,6 +78,13 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
                     for v in svc.get("functions", {}).values() for m in v.get("methods", ())})
     for method in shown:
         console.print(f"[dim]{method}[/]: {METHOD_TEXT.get(method, method)}", highlight=False)
+    for note in summary.get("notes", ()):
+        console.print(note, highlight=False, markup=False)
+    reflector = summary.get("reflector") or {}
+    if reflector.get("host") and reflector.get("source") != "option":
+        console.print(f"reflector: {reflector['host']} (from the "
+                      f"{'configuration' if reflector['source'] == 'config' else 'collector'})",
+                      highlight=False, markup=False)
     controls = net.get("controls", {})
     console.print(
         f"network: [bold]{net.get('status')}[/] ({net.get('asn')}, {net.get('cc')}, "

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from probe.locate.core import Settings
+    from probe.reflector_choice import ReflectorChoice
     from probe.session import RunOutcome
 
 
@@ -35,9 +36,12 @@ def load_plan(args: ScanArgs) -> Plan:
     return load(args.targets, args.services.split(",") if args.services else None)
 
 
-def build_config(args: ScanArgs, *, interactive: bool) -> RunConfig:
+def build_config(args: ScanArgs, *, interactive: bool,
+                 collector: str | None = None) -> RunConfig:
     """The run configuration of the scan options, each checked (UsageError: exit 2); the
-    network type is asked at a terminal when ``interactive`` and not given."""
+    network type is asked at a terminal when ``interactive`` and not given. Without
+    ``--reflector`` the reflector comes from the user configuration, or else from the
+    collector (``collector``, or the configured one) when it advertises one."""
     resolver, doh, ca_bundle, timeout = args.resolver, args.doh, args.ca_bundle, args.timeout
     concurrency, stun_servers, asn_db = args.concurrency, args.stun_server, args.asn_db
     network_type = args.network_type
@@ -77,12 +81,35 @@ def build_config(args: ScanArgs, *, interactive: bool) -> RunConfig:
     if network_type not in NETWORK_TYPES:
         raise UsageError(f"--network-type must be one of {', '.join(NETWORK_TYPES)} "
                          f"(got {network_type!r})")
+    reflector = choose_reflector(args.reflector, collector)
     return RunConfig(timeout_s=timeout, resolver=resolver, doh_url=doh,
-                     reflector=args.reflector, ca_bundle=str(ca_bundle) if ca_bundle else None,
+                     reflector=reflector.host, reflector_source=reflector.source,
+                     reflector_note=reflector.note,
+                     ca_bundle=str(ca_bundle) if ca_bundle else None,
                      concurrency=concurrency, include_ip=args.include_ip,
                      network_type=network_type, pseudonym=not args.no_pseudonym,
                      stun_servers=tuple(stun_servers or ()),
                      asn_db=str(asn_db) if asn_db else None)
+
+
+def choose_reflector(option: str | None, collector: str | None) -> ReflectorChoice:
+    """``--reflector``, else ``reflector`` in config.toml, else the collector's (given, or
+    ``collector`` in config.toml); a bad configuration is a usage error."""
+    from probe import upload
+    from probe.reflector_choice import ReflectorConfigError
+    from probe.reflector_choice import choose_reflector as choose
+
+    if option:
+        if not valid_hostname(option):
+            raise UsageError(f"--reflector must be a host name or an address, got {option!r}")
+        return choose(option, {}, "", None)
+    try:
+        config = upload.load_config()
+        if collector is None and config.get("collector"):
+            collector = upload.collector_url(None, config)
+        return choose(None, config, str(upload.config_path()), collector)
+    except (upload.UploadError, ReflectorConfigError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def ask_network_type() -> str:
@@ -105,7 +132,7 @@ def ask_network_type() -> str:
 def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The ``--json`` run summary (DESIGN.md contract)."""
     keys = ("report_id", "results_file", "measurement_start_time", "network", "services",
-            "locate")
+            "reflector", "notes", "locate")
     out = {k: summary[k] for k in keys if k in summary}
     if summary.get("interrupted"):
         out["interrupted"] = True

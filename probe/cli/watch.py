@@ -117,7 +117,7 @@ def watch_command(
     with command_boundary():
         console = stderr_console()
         every_s = parse_interval(every)
-        cfg = scanning.build_config(scan, interactive=True)
+        cfg = scanning.build_config(scan, interactive=True, collector=collector)
         plan = scanning.load_plan(scan)
         deep_cfg = scanning.deep_settings(cfg) if scan.deep else None
         output = scan.output
