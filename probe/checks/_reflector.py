@@ -14,7 +14,7 @@ from typing import Any
 
 from probe import failures
 from probe.checks._base import CheckContext
-from probe.checks._payloads import differential_makers
+from probe.checks._payloads import PayloadMaker, differential_makers
 from probe.checks._trials import answered, any_answered, trials
 from probe.hostnames import ipv4_first
 
@@ -35,13 +35,16 @@ async def reflector_address(ctx: CheckContext) -> tuple[str | None, dict[str, An
 
 
 async def reflector_control(ctx: CheckContext, port: int, deadline: float,
-                            ) -> dict[str, Any] | None:
-    """Plain STUN and random bytes to the reflector on ``port``, and random bytes to its
-    baseline port; None when no reflector is configured."""
+                            app: PayloadMaker | None = None) -> dict[str, Any] | None:
+    """Plain STUN and random bytes to the reflector on ``port`` (and, given ``app``, the
+    app-flavoured request the failed check sent, as kind ``app_stun``), and random bytes
+    to its baseline port; None when no reflector is configured."""
     ip, info = await reflector_address(ctx)
     if ip is None:
         return None if info["failure"] == failures.NOT_APPLICABLE else info
     makers, _ = differential_makers(None)
+    if app is not None:
+        makers["app_stun"] = app
     same, base = await asyncio.gather(
         trials(ctx, ip, port, makers, 2, deadline),
         trials(ctx, ip, BASELINE_PORT, {"random": makers["random"]}, 2, deadline),
@@ -56,6 +59,8 @@ def control_methods(control: dict[str, Any] | None) -> list[str]:
     same, base = control.get("same_port"), control.get("baseline")
     if not any_answered(same) and (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
         return []  # the reflector does not listen on this port: the path works, no test
+    if answered(same, "stun") and answered(same, "app_stun") is False:
+        return ["app_stun_dpi"]  # plain STUN passes on this port, the app's request not
     if answered(same, "stun"):
         return ["relay_unreachable"]  # STUN passes on this port: that destination is cut
     if answered(same, "random"):

@@ -30,6 +30,7 @@ from probe.checks._base import (
     settled_methods,
     udp_failure,
 )
+from probe.checks._payloads import PayloadMaker
 from probe.checks._reflector import control_methods, reflector_control
 from probe.model import Endpoint
 
@@ -217,8 +218,11 @@ async def stun_transaction(ctx: CheckContext, ip: str, port: int,
 
 async def run_transaction(endpoint: Endpoint, ctx: CheckContext, request: stun.StunMessage,
                           key: str, evaluate: Callable[[stun.StunMessage], str | None],
-                          ) -> TestKeys:
-    """Shared by the stun and turn checks: resolve, transact, control on failure."""
+                          app: PayloadMaker | None = None) -> TestKeys:
+    """Shared by the stun and turn checks: resolve, transact, control on failure. An
+    app-flavoured ``request`` gives ``app``, a maker of the same kind of request, for the
+    control to try on the reflector too: dropped there while plain STUN passes is
+    ``app_stun_dpi``, not a cut destination."""
     host, port = host_and_port(endpoint)
     keys: TestKeys = {"failure": None, "failed_operation": None, key: None, "control": None}
     addresses = await resolve_first(ctx, host, keys)
@@ -228,7 +232,7 @@ async def run_transaction(endpoint: Endpoint, ctx: CheckContext, request: stun.S
 
     async def control_later() -> dict[str, Any] | None:
         await asyncio.sleep(min(CONTROL_AFTER_S, ctx.remaining() / 3))
-        return await reflector_control(ctx, port, ctx.deadline)
+        return await reflector_control(ctx, port, ctx.deadline, app)
 
     control = asyncio.ensure_future(control_later())
     tx = await stun_transaction(ctx, ip, port, request, ctx.deadline)

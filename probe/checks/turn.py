@@ -7,13 +7,16 @@ same-port reflector control are those of the stun check; a relay that cannot be
 reached while STUN passes to the reflector on the same port is ``relay_unreachable``.
 ``flavor = "teams"`` puts Microsoft's STUN attributes in the Allocate, as a Teams client's
 own shows them to a DPI engine; all are comprehension-optional (RFC 8489 14), so a
-standard relay still answers 401.
+standard relay still answers 401. When it gets no answer, the reflector control tries the
+same flavoured Allocate beside plain STUN: only the flavoured one dropped is
+``app_stun_dpi``.
 """
 
 from __future__ import annotations
 
 from probe import stun
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, one_of
+from probe.checks._payloads import stun_payload
 from probe.checks._stun import evaluate_allocate, run_transaction, stun_methods
 from probe.model import Endpoint
 
@@ -29,6 +32,12 @@ methods = stun_methods  # stun and turn measurements show their methods alike
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     flavor = endpoint.options.get("flavor")
-    extra = stun.flavour_attributes(str(flavor)) if flavor else ()
-    return await run_transaction(endpoint, ctx, stun.allocate_request(extra=extra),
-                                 "turn_allocate", evaluate_allocate)
+    if not flavor:
+        return await run_transaction(endpoint, ctx, stun.allocate_request(),
+                                     "turn_allocate", evaluate_allocate)
+
+    def flavoured() -> stun.StunMessage:
+        return stun.allocate_request(extra=stun.flavour_attributes(str(flavor)))
+
+    return await run_transaction(endpoint, ctx, flavoured(), "turn_allocate",
+                                 evaluate_allocate, lambda: stun_payload(flavoured()))

@@ -101,8 +101,10 @@ class ProbeRun:
 
 
 def run_probe(lab: Lab, output: Path, network_type: str = "unknown",
-              timeout_s: float | None = None, extra: list[str] | None = None) -> ProbeRun:
-    """``voip-probe run`` inside the client namespace with the lab copies of the targets."""
+              timeout_s: float | None = None, extra: list[str] | None = None,
+              reflector: bool = True) -> ProbeRun:
+    """``voip-probe run`` inside the client namespace with the lab copies of the targets,
+    with the lab's reflector unless ``reflector`` is false (a volunteer's plain run)."""
     output = output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "probe", "run"]
@@ -110,7 +112,7 @@ def run_probe(lab: Lab, output: Path, network_type: str = "unknown",
         args += ["--targets", str(path)]
     args += ["--ca-bundle", str(lab.ca_bundle), "--output", str(output), "--json",
              "--network-type", network_type]
-    if lab.reflector:
+    if lab.reflector and reflector:
         args += ["--reflector", lab.reflector]
     args += ["--doh", lab.doh_url]
     if timeout_s is not None:

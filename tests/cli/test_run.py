@@ -42,6 +42,10 @@ def test_offline_network_is_inconclusive_exit_3_with_a_valid_file(tmp_path: Path
     assert summary["network"]["status"] == "offline"
     assert set(summary["services"]) == {"whatsapp", "skype", "viber", "duo"}
     assert {s["status"] for s in summary["services"].values()} == {"inconclusive"}
+    # every service has a calls verdict without a reflector (inconclusive offline)
+    for service in ("whatsapp", "skype", "viber", "duo"):
+        assert summary["services"][service]["functions"]["calls"]["status"] == "inconclusive"
+    assert any(n.startswith("no reflector:") for n in summary["notes"])
     assert "offline" in res.stderr
     rf = read_results(Path(summary["results_file"]))
     assert rf.warnings == [] and rf.summary is not None
