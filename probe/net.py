@@ -203,16 +203,9 @@ class RealNetwork:
     async def tls_handshake(self, ip: str, port: int, sni: str, timeout_s: float,
                             ca_bundle: str | None = None, verify: bool = True,
                             alpn: Sequence[str] = ()) -> TlsInfo:
-        ctx = make_ssl_context(ca_bundle, verify, alpn)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(ip, port, ssl=ctx, server_hostname=sni,
-                                    ssl_handshake_timeout=timeout_s),
-            timeout_s,
-        )
-        try:
-            return _tls_info(writer)
-        finally:
-            await _AsyncioTcpStream(reader, writer).close()
+        stream = await self.tls_connect(ip, port, sni, timeout_s, ca_bundle, verify, alpn)
+        await stream.close()
+        return stream.tls
 
     async def tls_connect(self, ip: str, port: int, sni: str, timeout_s: float,
                           ca_bundle: str | None = None, verify: bool = True,
@@ -223,7 +216,12 @@ class RealNetwork:
                                     ssl_handshake_timeout=timeout_s),
             timeout_s,
         )
-        return _AsyncioTlsStream(reader, writer, _tls_info(writer))
+        try:
+            info = _tls_info(writer)
+        except BaseException:
+            await _AsyncioTcpStream(reader, writer).close()
+            raise
+        return _AsyncioTlsStream(reader, writer, info)
 
     async def udp_open(self, ip: str, port: int) -> UdpFlow:
         loop = asyncio.get_running_loop()

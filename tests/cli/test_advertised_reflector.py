@@ -82,10 +82,12 @@ def test_run_and_watch_use_the_reflector_the_collector_advertises(tmp_path: Path
 
             # run: no reflector anywhere -> the udp check does not apply, and the summary
             # says in one line what that left out
-            bare = subprocess.run(
-                [sys.executable, "-m", "probe", "run", "--json", *common, "--output",
-                 str(tmp_path / "bare")], capture_output=True, text=True, timeout=120,
-                env=env, stdin=subprocess.DEVNULL)
+            def probe(*args: str) -> subprocess.CompletedProcess[str]:
+                return subprocess.run([sys.executable, "-m", "probe", *args, *common],
+                                      capture_output=True, text=True, timeout=120, env=env,
+                                      stdin=subprocess.DEVNULL)
+
+            bare = probe("run", "--json", "--output", str(tmp_path / "bare"))
             assert bare.returncode == 0, bare.stderr
             summary = json.loads(bare.stdout)
             assert summary["reflector"]["host"] is None
@@ -97,10 +99,7 @@ def test_run_and_watch_use_the_reflector_the_collector_advertises(tmp_path: Path
 
             # run: only collector = URL in config.toml -> the collector's reflector is used
             (config / "voip-probe" / "config.toml").write_text(f'collector = "{url}"\n')
-            ran = subprocess.run(
-                [sys.executable, "-m", "probe", "run", "--json", *common, "--output",
-                 str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
-                env=env, stdin=subprocess.DEVNULL)
+            ran = probe("run", "--json", "--output", str(tmp_path / "run"))
             assert ran.returncode == 0, ran.stderr
             summary = json.loads(ran.stdout)
             assert summary["reflector"] == {"host": "127.0.0.1", "source": "collector",
@@ -113,11 +112,8 @@ def test_run_and_watch_use_the_reflector_the_collector_advertises(tmp_path: Path
 
             # watch: no config, the collector given as --collector (it also uploads)
             (config / "voip-probe" / "config.toml").unlink()
-            watched = subprocess.run(
-                [sys.executable, "-m", "probe", "watch", "--every", "1s", "--count", "1",
-                 *common, "--output", str(tmp_path / "watch"), "--collector", url],
-                capture_output=True, text=True, timeout=120, env=env,
-                stdin=subprocess.DEVNULL)
+            watched = probe("watch", "--every", "1s", "--count", "1", "--output",
+                            str(tmp_path / "watch"), "--collector", url)
             assert watched.returncode == 0, watched.stderr
             [results] = sorted((tmp_path / "watch").glob("*.jsonl"))
             assert read_results(results).summary["reflector"]["source"] == "collector"
