@@ -40,12 +40,12 @@ async def test_turn_relay_unreachable() -> None:
 
 async def test_a_teams_flavoured_allocate_carries_the_ms_attributes_first() -> None:
     seen: list[stun.StunMessage] = []
-    relay = F.stun_server(realm="relay.example")
+    relay = T.stun_server(realm="relay.example")
 
     def server(data: bytes) -> bytes | None:
         seen.append(stun.parse(data))
         return relay(data)
-    keys, methods = await run_check("turn", F.FakeCallNet(hosts={SERVER: server}),
+    keys, methods = await run_check("turn", FakeNetwork(udp_hosts={SERVER: server}),
                                     reflector=None, options={"flavor": "teams"})
     assert keys["failure"] is None and methods == []
     assert list(stun.attribute_types(seen[0]))[:4] == [0x8054, 0x8070, 0x8095, 0x8055]
@@ -54,8 +54,8 @@ async def test_a_teams_flavoured_allocate_carries_the_ms_attributes_first() -> N
 async def test_a_dropped_teams_flavoured_allocate_is_app_stun_dpi_not_a_cut_relay() -> None:
     """The censor drops STUN with Microsoft's attributes, everywhere: the relay gets no
     flavoured Allocate, and neither does the reflector, while plain STUN reaches it."""
-    net = reflector_everywhere(F.FakeCallNet(hosts={SERVER: F.stun_server()},
-                                             censor=F.app_stun_dpi))
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("app_stun_dpi", flavor="teams")
     keys, methods = await run_check("turn", net, timeout_s=4.0, options={"flavor": "teams"})
     assert keys["failure"] == failures.GENERIC_TIMEOUT
     assert methods == ["app_stun_dpi"]

@@ -27,14 +27,14 @@ def unauthorized(request: stun.StunMessage, realm: str = "relay.example") -> byt
     return msg.encode(fingerprint=True)
 
 
-def relay_net(respond: Any, rule: str = "ok") -> FakeNetwork:
+def relay_net(respond: Any, fault: str = "ok") -> FakeNetwork:
     """A fake network where RELAY (at ADDRESS) answers writes with ``respond(request)``."""
     def stream_responder(ip: str, port: int, data: bytes) -> StreamReply:
         assert (ip, port) == (ADDRESS, 443)
         result: StreamReply = respond(stun.parse(data))
         return result
     return FakeNetwork(names={RELAY: [ADDRESS]}, stream_responder=stream_responder,
-                       rules={(ADDRESS, 443): rule})
+                       tcp_faults={(ADDRESS, 443): fault})
 
 
 async def run(check: str, net: FakeNetwork, budget: float = 1.0, **options: Any,
@@ -96,29 +96,29 @@ async def test_an_error_other_than_401_is_an_error_response() -> None:
     assert keys["failure"] == failures.STUN_ERROR_RESPONSE and methods == []
 
 
-@pytest.mark.parametrize(("check", "rule", "failure", "operation", "method"), [
+@pytest.mark.parametrize(("check", "fault", "failure", "operation", "method"), [
     ("turn_tcp", "reset", failures.CONNECTION_RESET, "tcp_connect", "tcp_reset"),
-    ("turn_tcp", "timeout", failures.GENERIC_TIMEOUT, "tcp_connect", "tcp_timeout"),
+    ("turn_tcp", "silent", failures.GENERIC_TIMEOUT, "tcp_connect", "tcp_timeout"),
     ("turn_tls", "refused", failures.CONNECTION_REFUSED, "tcp_connect", "tcp_refused"),
-    ("turn_tls", "timeout", failures.GENERIC_TIMEOUT, "tcp_connect", "tcp_timeout"),
+    ("turn_tls", "silent", failures.GENERIC_TIMEOUT, "tcp_connect", "tcp_timeout"),
 ])
-async def test_connect_failures_show_the_tcp_methods(check: str, rule: str, failure: str,
+async def test_connect_failures_show_the_tcp_methods(check: str, fault: str, failure: str,
                                                      operation: str, method: str) -> None:
-    keys, methods = await run(check, relay_net(unauthorized, rule), budget=0.3)
+    keys, methods = await run(check, relay_net(unauthorized, fault), budget=0.3)
     assert (keys["failure"], keys["failed_operation"]) == (failure, operation)
     assert methods == [method]
 
 
 async def test_a_failed_tls_handshake_is_tls_failure() -> None:
     net = relay_net(unauthorized)
-    net.sni_rules = {RELAY: "handshake_failure"}
+    net.tls_faults = {RELAY: "handshake_failure"}
     keys, methods = await run("turn_tls", net)
     assert keys["failed_operation"] == "tls_handshake" and methods == ["tls_failure"]
 
 
 async def test_a_relay_that_does_not_resolve_shows_the_dns_method() -> None:
     net = relay_net(unauthorized)
-    net.dns_rules = {RELAY: "nxdomain"}
+    net.censor.apply("dns_nxdomain", hosts=[RELAY])
     keys, methods = await run("turn_tcp", net)
     assert keys["failed_operation"] == "resolve" and methods == ["dns_nxdomain"]
 
