@@ -210,9 +210,9 @@ def reflector_left_out(records: Iterable[Record]) -> str | None:
     if not skipped:
         return None
     parts = [_REFLECTOR_EVIDENCE.get(name, name) for name in sorted(skipped)]
-    return (f"no reflector: {sum(skipped.values())} call checks did not run, so this run "
-            f"has no {', '.join(parts)}, and a silent STUN/TURN server's block is not told "
-            "apart (relay_unreachable); set reflector = \"host\" in config.toml, or "
+    return (f"no reflector: {sum(skipped.values())} call checks did not run ("
+            f"{', '.join(parts)}), and how a silent STUN/TURN server is blocked was not "
+            "told (relay_unreachable); set reflector = \"host\" in config.toml, or "
             "--reflector HOST")
 
 

@@ -126,6 +126,8 @@ def teams_calls(udp: str | None, tcp: str | None, tls: str | None) -> list[dict[
             keys: dict[str, Any] = {"fallback": True, "transport": test[-3:]}
             if failure == "connection_reset":
                 keys["failed_operation"] = "tcp_connect"
+            elif failure is not None:
+                keys["failed_operation"] = "turn_allocate"  # connected, no answer
             out.append(rec("skype", "calls", f"{test}://relay:443", failure, test=test,
                            pas=pas, **keys))
     return out

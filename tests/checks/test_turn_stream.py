@@ -153,3 +153,12 @@ async def test_turn_over_tcp_and_tls_against_coturn() -> None:
             assert (response["error_code"], response["realm"]) == (401, REALM)
             if check == "turn_tls":
                 assert keys["turn_allocate"]["tls"]["version"].startswith("TLSv1")
+
+
+def test_a_check_stopped_for_overrunning_its_budget_shows_no_method() -> None:
+    """The runner's record for a check it had to stop says nothing about the relay."""
+    from probe.checks import methods_for
+
+    stopped = {"failure": failures.GENERIC_TIMEOUT, "failed_operation": "top_level",
+               "budget_exceeded": True}
+    assert methods_for("turn_tcp", stopped) == methods_for("turn_tls", stopped) == []

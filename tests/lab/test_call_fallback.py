@@ -16,6 +16,7 @@ verdict, and the summary says in one line what the missing reflector left out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,19 @@ def lab() -> Iterator[Lab]:
         yield lab
 
 
+def failed_calls(summary: dict[str, Any]) -> list[str]:
+    """Each failed calls measurement in one line, for the assertion message."""
+    rows = []
+    with open(summary["results_file"], encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            tk = rec.get("test_keys") or {}
+            if rec.get("function") == "calls" and tk.get("failure"):
+                rows.append(f"{rec['service']} {rec['input']} {rec['pass']} {tk['failure']} "
+                            f"{tk.get('failed_operation')} {tk.get('outcome', '')}")
+    return rows
+
+
 def calls_line(summary: dict[str, Any]) -> list[str]:
     return [n for n in summary.get("notes", []) if n.startswith("skype calls:")]
 
@@ -90,7 +104,8 @@ def test_calls_over_five_runs(lab: Lab, tmp_path: Path, case: str, scenario_name
             assert functions["messaging"]["status"] == "ok", (service, functions["messaging"])
             got[service] = (functions["calls"]["status"], functions["calls"]["methods"])
             want[service] = expect[service][0 if reflector else 1]
-        assert got == want, f"run {run} ({'reflector' if reflector else 'plain'}): {got}"
+        assert got == want, (f"run {run} ({'reflector' if reflector else 'plain'}): {got}\n"
+                             + "\n".join(failed_calls(summary)))
         # the summary says which calls path works, in one line
         line = calls_line(summary)
         if case == "udp-only":
