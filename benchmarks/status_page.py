@@ -43,7 +43,8 @@ from typing import Any
 
 from probe.analysis import crowd
 from probe.collector import throwaway_pg
-from probe.collector.aggregate import StatusFilters, StatusReader
+from probe.collector.aggregate import StatusReader
+from probe.collector.filters import Filters
 from probe.collector.page import PageCache, PageRequest, render_network, render_overview
 from probe.collector.storage import Storage, StorageUnavailable
 from probe.collector.validate import Upload, parse_upload
@@ -239,16 +240,16 @@ def measure(name: str, storage: Storage, uploads: list[Upload], args: argparse.N
     storage.status.add = timed(in_status, storage.status.add)  # type: ignore[method-assign]
     seconds, retries = ingest(storage, uploads, args.threads)
     reader = StatusReader(storage.db)
-    everything = reader.current(StatusFilters())
+    everything = reader.current(Filters())
     busiest = max(everything, key=lambda c: c["runs"])
     network = (busiest["cc"], busiest["asn"], busiest["network_type"])
-    overview = PageRequest(StatusFilters())
-    one = PageRequest(StatusFilters(), network)
+    overview = PageRequest(Filters())
+    one = PageRequest(Filters(), network)
     html_overview = render_overview(reader, overview, rule)
     html_network = render_network(reader, one, rule) or ""
     cache = PageCache(min_age_s=0)  # every request asks whether the data changed
     cache.get("/", reader.generation, lambda: render_overview(reader, overview, rule))
-    events = len(reader.events(StatusFilters(), limit=10**9))
+    events = len(reader.events(Filters(), limit=10**9))
     figures = {
         "runs stored per second": len(uploads) / seconds,
         "stores retried (database busy)": float(retries),

@@ -24,6 +24,7 @@ from probe.cli.common import (
     stderr_console,
     warner,
 )
+from probe.cli.options import json_flag
 
 
 @app.command("compare")
@@ -33,8 +34,7 @@ def compare_command(
     force: Annotated[bool, typer.Option(
         "--force", help="Compare runs from different networks (ASN or network type) anyway."
     )] = False,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print {before, after, changes} as JSON on stdout.")] = False,
+    json_out: bool = json_flag("{before, after, changes}"),
 ) -> None:
     """Show what changed between two runs: newly blocked, restored, method changed or
     fraction of reachable endpoints changed, per service and function.

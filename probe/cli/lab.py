@@ -46,6 +46,9 @@ PrefixOpt = Annotated[str | None, typer.Option(
     "--prefix", help="Lab name prefix (default: random). With run/replay: reuse a lab "
                      "that `lab up` started.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output on stdout.")]
+OutputOpt = Annotated[Path | None, typer.Option(
+    "--output", help="Results directory (default: ./results/lab/SCENARIO; for a replay, "
+                     "./results/lab-replay/NAME, its files re-dated to the phases).")]
 TimeoutOpt = Annotated[float | None, typer.Option(
     "--timeout", help="Per-check timeout passed to the probe, in seconds.")]
 
@@ -222,8 +225,7 @@ def run(
     scenario: Annotated[str, typer.Argument(help="Scenario name (configs/scenarios) or file.")],
     targets: TargetsOpt = None,
     prefix: PrefixOpt = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", help="Results directory (default ./results/lab/SCENARIO).")] = None,
+    output: OutputOpt = None,
     timeout: TimeoutOpt = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the lab up afterwards.")] = False,
     json_out: JsonOpt = False,
@@ -249,9 +251,7 @@ def replay_cmd(
     name: Annotated[str, typer.Argument(help="Replay name, e.g. morocco-2016.")],
     targets: TargetsOpt = None,
     prefix: PrefixOpt = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", help="Where the re-dated results files go "
-                         "(default ./results/lab-replay/NAME).")] = None,
+    output: OutputOpt = None,
     timeout: TimeoutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -25,7 +25,7 @@ from probe.cli.common import (
     command_boundary,
     stderr_console,
 )
-from probe.cli.options import ScanArgs, scan_options
+from probe.cli.options import ScanArgs, json_flag, scan_options
 from probe.cli.render import render_findings
 
 if TYPE_CHECKING:
@@ -61,9 +61,7 @@ def locate_command(
     max_hops: Annotated[int, typer.Option(
         "--max-hops", metavar="N",
         help="Give up after this many hops.")] = 30,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the findings as JSON on stdout (human output on stderr).")]
-        = False,
+    as_json: bool = json_flag("the findings", human_on_stderr=True),
     *,
     scan: ScanArgs,
 ) -> None:

@@ -134,3 +134,12 @@ ConfirmOpt = Annotated[int, typer.Option(
     "--confirm", min=1, help="How many of them must be in the new state.")]
 ImpairedIsOkOpt = Annotated[bool, typer.Option(
     "--impaired-is-ok", help="Count 'impaired' as working instead of as down.")]
+
+
+# --- output -------------------------------------------------------------------------
+
+def json_flag(what: str, *, human_on_stderr: bool = False) -> Any:
+    """The ``--json`` flag of a command that prints ``what`` as JSON on stdout. Used as the
+    parameter's default value."""
+    tail = " (human output on stderr)" if human_on_stderr else ""
+    return typer.Option(False, "--json", help=f"Print {what} as JSON on stdout{tail}.")

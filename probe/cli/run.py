@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
 
 import typer
 
 from probe.cli import scan as scanning
 from probe.cli.app import app
 from probe.cli.common import command_boundary
-from probe.cli.options import ScanArgs, scan_options
+from probe.cli.options import ScanArgs, json_flag, scan_options
 
 HELP = """Run every check (DNS, TCP, TLS, HTTPS, STUN/TURN, UDP) against the services' endpoints
 on the network you are on now, print per service whether messaging, registration and calls
@@ -24,9 +23,7 @@ error; 3 inconclusive (the network looks offline); 4 internal error."""
 @app.command("run", help=HELP)
 @scan_options()
 def run_command(
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the run summary as JSON on stdout (human output on stderr).")]
-        = False,
+    as_json: bool = json_flag("the run summary", human_on_stderr=True),
     *,
     scan: ScanArgs,
 ) -> None:

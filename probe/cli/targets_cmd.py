@@ -11,6 +11,7 @@ import typer
 
 from probe.cli.app import app
 from probe.cli.common import EXIT_USAGE, command_boundary, stderr_console
+from probe.cli.options import json_flag
 
 targets_app = typer.Typer(help="List the endpoints the probe checks, or validate target files.",
                           no_args_is_help=True)
@@ -21,8 +22,7 @@ app.add_typer(targets_app, name="targets")
 def list_command(
     targets: Annotated[list[Path] | None, typer.Option(
         "--targets", help="Target file (TOML); repeatable. Default: the shipped files.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list on stdout.")]
-        = False,
+    as_json: bool = json_flag("the list of endpoints"),
 ) -> None:
     with command_boundary():
         from probe.targets import load_plan

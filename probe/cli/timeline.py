@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
-
-import typer
 
 from probe.cli.app import app
 from probe.cli.common import (
@@ -22,7 +19,14 @@ from probe.cli.common import (
     tracked_files,
     warner,
 )
-from probe.cli.options import RULE_HELP, ConfirmOpt, ImpairedIsOkOpt, PathsArg, WindowOpt
+from probe.cli.options import (
+    RULE_HELP,
+    ConfirmOpt,
+    ImpairedIsOkOpt,
+    PathsArg,
+    WindowOpt,
+    json_flag,
+)
 
 
 @app.command("timeline", help=f"Date the onset and restoration of blocking. {RULE_HELP}")
@@ -31,9 +35,7 @@ def timeline_command(
     window: WindowOpt = 3,
     confirm: ConfirmOpt = 2,
     impaired_is_ok: ImpairedIsOkOpt = False,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print {networks: [{asn, type, runs, events}]} as JSON on stdout.")
-    ] = False,
+    json_out: bool = json_flag("{networks: [{asn, type, runs, events}]}"),
 ) -> None:
     with command_boundary():
         from probe.analysis.timeline import Rule, build_timeline

@@ -10,6 +10,7 @@ import typer
 
 from probe.cli.app import app
 from probe.cli.common import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_USAGE, UsageError, command_boundary
+from probe.cli.options import json_flag
 
 if TYPE_CHECKING:
     from probe import upload as up
@@ -32,8 +33,7 @@ def upload(
     attempts: Annotated[int, typer.Option(
         min=1, max=20, help="Tries per file before it stays in the spool.")] = 4,
     timeout: Annotated[float, typer.Option(min=1, help="Per-request timeout, seconds.")] = 60,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print the per-file outcomes as JSON on stdout.")] = False,
+    json_out: bool = json_flag("the per-file outcomes"),
 ) -> None:
     """Upload results files to a collector; files that cannot be sent now wait in a spool.
 

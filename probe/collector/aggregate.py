@@ -37,6 +37,7 @@ from typing import Any
 
 from probe.analysis import crowd
 from probe.collector.db import Connection, Database
+from probe.collector.filters import STATUS_COLUMNS, Filters
 from probe.collector.validate import Upload, network_type
 from probe.model import STATUSES
 from probe.pseudonym import ANNOTATION, PATTERN
@@ -501,34 +502,6 @@ def _since(events: list[crowd.Event], status: str, first_at: str | None,
 
 # -- reading (the status page and GET /api/v1/events) --------------------------------
 
-@dataclass(frozen=True, slots=True)
-class StatusFilters:
-    cc: str | None = None
-    asn: str | None = None
-    network_type: str | None = None
-    service: str | None = None
-    function: str | None = None
-    since: str | None = None  # "YYYY-MM-DD HH:MM:SS", inclusive
-    until: str | None = None
-
-    def where(self, time_column: str | None) -> tuple[str, list[Any]]:
-        parts: list[str] = []
-        params: list[Any] = []
-        for column, value in (("cc", self.cc), ("asn", self.asn),
-                              ("network_type", self.network_type),
-                              ("service", self.service), ("function", self.function)):
-            if value is not None:
-                parts.append(f"{column} = ?")
-                params.append(value)
-        if time_column is not None and self.since is not None:
-            parts.append(f"{time_column} >= ?")
-            params.append(self.since if time_column != "day" else self.since[:10])
-        if time_column is not None and self.until is not None:
-            parts.append(f"{time_column} <= ?")
-            params.append(self.until if time_column != "day" else self.until[:10])
-        return (" AND ".join(parts) or "1 = 1"), params
-
-
 def _event_dict(r: Sequence[Any]) -> dict[str, Any]:
     return {"cc": r[0], "asn": r[1], "network_type": r[2], "service": r[3],
             "function": r[4], "kind": r[5], "at": r[6], "previous": r[7], "last_at": r[8],
@@ -542,20 +515,20 @@ class StatusReader:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def generation(self, filters: StatusFilters | None = None) -> tuple[int, int]:
+    def generation(self, filters: Filters | None = None) -> tuple[int, int]:
         """Changes whenever the data behind a page with these filters may have changed:
         (sum of the keys' versions, number of keys)."""
-        where, params = (filters or StatusFilters()).where(None)
+        where, params = (filters or Filters()).where(None, STATUS_COLUMNS)
         with self.db.connection() as conn:
             row = conn.fetchone(
                 f"SELECT COALESCE(SUM(version), 0), COUNT(*) FROM status_keys WHERE {where}",
                 params)
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def events(self, filters: StatusFilters, confidence: str | None = None,
+    def events(self, filters: Filters, confidence: str | None = None,
                limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Events, newest first (``since``/``until`` bound their ``at``)."""
-        where, params = filters.where("at")
+        where, params = filters.where("at", STATUS_COLUMNS)
         if confidence is not None:
             where += " AND confidence = ?"
             params.append(confidence)
@@ -566,10 +539,10 @@ class StatusReader:
                 (*params, limit, offset))
         return [_event_dict(r) for r in rows]
 
-    def current(self, filters: StatusFilters) -> list[dict[str, Any]]:
+    def current(self, filters: Filters) -> list[dict[str, Any]]:
         """Per network, service and function: the current status (``since``/``until``
         keep the functions seen in that period)."""
-        where, params = filters.where(None)
+        where, params = filters.where(None, STATUS_COLUMNS)
         if filters.since is not None:
             where += " AND as_of >= ?"
             params.append(filters.since)
@@ -585,9 +558,9 @@ class StatusReader:
                  "function": r[4], "status": r[5], "probes": int(r[6]), "as_of": r[7],
                  "since": r[8], "first_at": r[9], "runs": int(r[10])} for r in rows]
 
-    def daily(self, filters: StatusFilters) -> list[dict[str, Any]]:
+    def daily(self, filters: Filters) -> list[dict[str, Any]]:
         """Runs per day and status, for the charts."""
-        where, params = filters.where("day")
+        where, params = filters.where("day", STATUS_COLUMNS)
         with self.db.connection() as conn:
             rows = conn.fetchall(
                 f"SELECT {_KEY_COLUMNS}, day, {', '.join(STATUSES)} FROM status_daily "

@@ -29,6 +29,16 @@ class StorageUnavailable(Exception):
     """The database is down, unreachable or overloaded; the client should retry later."""
 
 
+# The columns that place a run's verdict: which upload, day, network, service and function
+# (run_functions and run_methods share them).
+_RUN_KEY = """upload_id TEXT NOT NULL REFERENCES uploads(id),
+    day TEXT NOT NULL,
+    probe_asn TEXT NOT NULL,
+    probe_cc TEXT NOT NULL,
+    network_type TEXT NOT NULL,
+    service TEXT NOT NULL,
+    function TEXT NOT NULL,"""
+
 _TABLES = """
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
@@ -66,13 +76,7 @@ CREATE INDEX IF NOT EXISTS measurements_time ON measurements (measurement_start_
 CREATE INDEX IF NOT EXISTS measurements_asn ON measurements (probe_asn, measurement_start_time);
 CREATE INDEX IF NOT EXISTS measurements_service ON measurements (service, function);
 CREATE TABLE IF NOT EXISTS run_functions (
-    upload_id TEXT NOT NULL REFERENCES uploads(id),
-    day TEXT NOT NULL,
-    probe_asn TEXT NOT NULL,
-    probe_cc TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {run_key}
     status TEXT NOT NULL,
     reachable INTEGER NOT NULL,
     total INTEGER NOT NULL,
@@ -80,21 +84,16 @@ CREATE TABLE IF NOT EXISTS run_functions (
 );
 CREATE INDEX IF NOT EXISTS run_functions_day ON run_functions (day, probe_asn);
 CREATE TABLE IF NOT EXISTS run_methods (
-    upload_id TEXT NOT NULL REFERENCES uploads(id),
-    day TEXT NOT NULL,
-    probe_asn TEXT NOT NULL,
-    probe_cc TEXT NOT NULL,
-    network_type TEXT NOT NULL,
-    service TEXT NOT NULL,
-    function TEXT NOT NULL,
+    {run_key}
     method TEXT NOT NULL,
     PRIMARY KEY (upload_id, service, function, method)
 );
 """
 
 DDL = {
-    "sqlite": _TABLES.format(identity="INTEGER PRIMARY KEY AUTOINCREMENT"),
-    "postgresql": _TABLES.format(identity="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+    "sqlite": _TABLES.format(identity="INTEGER PRIMARY KEY AUTOINCREMENT", run_key=_RUN_KEY),
+    "postgresql": _TABLES.format(identity="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                                 run_key=_RUN_KEY),
 }
 
 

@@ -21,8 +21,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from probe.collector.config import CollectorConfig
 from probe.collector.errors import ApiError, rate_limited
+from probe.collector.filters import Filters
 from probe.collector.ratelimit import take_token
-from probe.collector.storage import Filters, Storage
+from probe.collector.storage import Storage
 
 _bearer = HTTPBearer(auto_error=False, description="the collector's --admin-token")
 

@@ -32,7 +32,8 @@ from urllib.parse import quote, urlencode
 
 from probe.analysis import chart
 from probe.analysis.crowd import CONFIRMED, Rule, seconds
-from probe.collector.aggregate import StatusFilters, StatusReader
+from probe.collector.aggregate import StatusReader
+from probe.collector.filters import Filters
 from probe.model import REPORTED_FUNCTIONS
 
 EVENTS_ON_OVERVIEW = 200
@@ -74,7 +75,7 @@ document.documentElement.classList.add('js');
 class PageRequest:
     """What a page shows: filters from the query string (already validated)."""
 
-    filters: StatusFilters
+    filters: Filters
     network: tuple[str, str, str] | None = None  # cc, asn, network type
 
 
@@ -146,7 +147,7 @@ def _functions(items: Iterable[dict[str, Any]]) -> list[str]:
                                        if f in REPORTED_FUNCTIONS else 99, f))
 
 
-def _filters_form(action: str, filters: StatusFilters, options: dict[str, list[str]],
+def _filters_form(action: str, filters: Filters, options: dict[str, list[str]],
                   *, network_page: bool) -> str:
     def select(name: str, label: str, values: list[str], current: str | None) -> str:
         opts = ['<option value="">all</option>'] + [
@@ -196,7 +197,7 @@ def render_overview(reader: StatusReader, req: PageRequest, rule: Rule) -> str:
     f = req.filters
     current = reader.current(f)
     events = reader.events(f, limit=EVENTS_ON_OVERVIEW)
-    everything = reader.current(StatusFilters())
+    everything = reader.current(Filters())
     options = {"cc": sorted({c["cc"] for c in everything}),
                "service": sorted({c["service"] for c in everything})}
     functions = _functions(current) or list(REPORTED_FUNCTIONS)
@@ -320,9 +321,9 @@ def render_network(reader: StatusReader, req: PageRequest, rule: Rule) -> str | 
     assert req.network is not None
     cc, asn, network_type = req.network
     f = req.filters
-    mine = StatusFilters(cc=cc, asn=asn, network_type=network_type, service=f.service,
+    mine = Filters(cc=cc, asn=asn, network_type=network_type, service=f.service,
                          since=f.since, until=f.until)
-    everything = reader.current(StatusFilters(cc=cc, asn=asn, network_type=network_type))
+    everything = reader.current(Filters(cc=cc, asn=asn, network_type=network_type))
     if not everything:
         return None
     current = [c for c in everything if f.service in (None, c["service"])]

@@ -27,6 +27,7 @@ from probe.analysis.crowd import Rule
 from probe.collector.aggregate import StatusIndex
 from probe.collector.blobs import BlobStore
 from probe.collector.db import Connection, Database, StorageUnavailable
+from probe.collector.filters import Filters
 from probe.collector.validate import Rejected, Upload, network_type, parse_upload
 
 __all__ = ["Filters", "Storage", "StorageUnavailable", "StoreResult"]
@@ -38,34 +39,6 @@ class StoreResult:
     measurements: int
     created: bool
     conflict: str | None = None  # set when another file already holds this report_id
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    asn: str | None = None
-    cc: str | None = None
-    service: str | None = None
-    function: str | None = None
-    since: str | None = None  # "YYYY-MM-DD HH:MM:SS", inclusive
-    until: str | None = None  # inclusive
-    network_type: str | None = None  # mobile, fixed, wifi, unknown
-
-    def where(self, time_column: str = "measurement_start_time") -> tuple[str, list[Any]]:
-        parts: list[str] = []
-        params: list[Any] = []
-        for column, value in (("probe_asn", self.asn), ("probe_cc", self.cc),
-                              ("service", self.service), ("function", self.function),
-                              ("network_type", self.network_type)):
-            if value is not None:
-                parts.append(f"{column} = ?")
-                params.append(value)
-        if self.since is not None:
-            parts.append(f"{time_column} >= ?")
-            params.append(self.since)
-        if self.until is not None:
-            parts.append(f"{time_column} <= ?")
-            params.append(self.until)
-        return (" AND ".join(parts) or "1 = 1"), params
 
 
 _UPLOAD_COLUMNS = (
@@ -264,11 +237,7 @@ class Storage:
         ]
 
     def summary(self, filters: Filters) -> list[dict[str, Any]]:
-        by_day = Filters(filters.asn, filters.cc, filters.service, filters.function,
-                         filters.since[:10] if filters.since else None,
-                         filters.until[:10] if filters.until else None,
-                         filters.network_type)
-        where, params = by_day.where(time_column="day")
+        where, params = filters.where(time_column="day")
         keys = "day, probe_asn, probe_cc, network_type, service, function"
         statuses = ("ok", "impaired", "blocked", "inconclusive")
         counts = ", ".join(f"SUM(CASE WHEN status = '{s}' THEN 1 ELSE 0 END)" for s in statuses)

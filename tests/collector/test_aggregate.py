@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from probe.analysis import crowd
-from probe.collector.aggregate import StatusFilters, StatusReader
+from probe.collector.aggregate import StatusReader
+from probe.collector.filters import Filters
 from probe.collector.storage import Storage
 from probe.collector.validate import Upload, parse_upload
 from tests.helpers.collector_files import hourly_files, run_file
@@ -37,7 +38,7 @@ def uploads_of_two_probes() -> list[Upload]:
 def snapshot(storage: Storage) -> dict[str, Any]:
     """Everything the page reads, plus the probe states (order-free)."""
     reader = StatusReader(storage.db)
-    everything = StatusFilters()
+    everything = Filters()
     with storage.db.connection() as conn:
         probes = sorted(tuple(r) for r in conn.fetchall("SELECT * FROM status_probes"))
         changes = sorted(tuple(r) for r in conn.fetchall("SELECT * FROM status_changes"))
@@ -85,7 +86,7 @@ def test_each_upload_updates_events_current_status_and_daily_counts(open_storage
     for up in uploads:
         storage.store(up)
     reader = StatusReader(storage.db)
-    calls = StatusFilters(service="whatsapp", function="calls")
+    calls = Filters(service="whatsapp", function="calls")
     events = reader.events(calls)
     want = expected_by_the_rule(uploads).events
     assert [(e["kind"], e["at"], e["previous"], e["confidence"], e["probes"])
@@ -94,7 +95,7 @@ def test_each_upload_updates_events_current_status_and_daily_counts(open_storage
     assert [(e["kind"], e["confidence"], e["probes"]) for e in events] == [
         ("onset", "confirmed", 2)]  # the flapping probe made no event of its own
     assert events[0]["methods"] == ["stun_dpi"]
-    assert reader.events(StatusFilters(service="whatsapp", function="messaging")) == []
+    assert reader.events(Filters(service="whatsapp", function="messaging")) == []
     (cur,) = reader.current(calls)
     assert (cur["status"], cur["runs"], cur["asn"], cur["network_type"]) == (
         "blocked", 26, "AS36903", "mobile")
@@ -150,7 +151,7 @@ def test_a_new_rule_rebuilds_and_uploads_stored_without_the_index_are_caught_up(
     main.close()
     main = open_storage(crowd.Rule(probes=3, window_s=RULE.window_s), name="main")
     assert snapshot(main) == snapshot(k3)
-    assert [e["confidence"] for e in StatusReader(main.db).events(StatusFilters())] == [
+    assert [e["confidence"] for e in StatusReader(main.db).events(Filters())] == [
         "single-probe"]
     # A narrower window refolds every probe.
     main.close()
@@ -163,7 +164,7 @@ def test_a_new_rule_rebuilds_and_uploads_stored_without_the_index_are_caught_up(
             for table in ("status_obs", "status_daily", "status_probes", "status_changes",
                           "status_events", "status_keys"):
                 conn.execute(f"DELETE FROM {table}")
-    assert StatusReader(narrow.db).events(StatusFilters()) == []
+    assert StatusReader(narrow.db).events(Filters()) == []
     narrow.close()
     assert snapshot(open_storage(crowd.Rule(window_s=1800), name="narrow")) == before
 
@@ -178,7 +179,7 @@ def test_networks_are_kept_apart_and_files_without_a_pseudonym_are_one_probe(
         storage.store(up)
     for up in hourly("b", "2016-01-07 00:00:00", "u" * 3, asn="AS6713"):
         storage.store(up)
-    events = StatusReader(storage.db).events(StatusFilters())
+    events = StatusReader(storage.db).events(Filters())
     assert sorted((e["asn"], e["network_type"], e["confidence"], e["probes"])
                   for e in events) == [("AS36903", "fixed", "single-probe", 1),
                                        ("AS36903", "mobile", "single-probe", 1)]
@@ -191,9 +192,9 @@ def test_partial_uploads_and_offline_runs(open_storage: Any) -> None:
     offline.summary["network"]["status"] = "offline"
     storage.store(offline)
     reader = StatusReader(storage.db)
-    (cur,) = reader.current(StatusFilters(function="calls"))
+    (cur,) = reader.current(Filters(function="calls"))
     assert cur["status"] == "inconclusive"  # an offline run is never "blocked"
-    days = reader.daily(StatusFilters(function="calls"))
+    days = reader.daily(Filters(function="calls"))
     assert days[0]["counts"]["inconclusive"] == 1
 
 

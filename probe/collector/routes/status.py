@@ -21,9 +21,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
-from probe.collector.aggregate import StatusFilters, StatusReader
+from probe.collector.aggregate import StatusReader
 from probe.collector.deps import FiltersDep, StorageDep, parse_time
 from probe.collector.errors import ApiError
+from probe.collector.filters import Filters
 from probe.collector.page import (
     SCRIPT,
     PageCache,
@@ -64,7 +65,7 @@ def _blank(value: str | None) -> str | None:
 
 
 def _page_filters(cc: str | None, asn: str | None, service: str | None, since: str | None,
-                  until: str | None) -> StatusFilters:
+                  until: str | None) -> Filters:
     cc, asn, service = _blank(cc), _blank(asn), _blank(service)
     if cc is not None and not _CC.match(cc):
         raise ApiError(400, "country: expected a two-letter code such as MA")
@@ -73,7 +74,7 @@ def _page_filters(cc: str | None, asn: str | None, service: str | None, since: s
         raise ApiError(400, "ASN: expected a number such as AS36903 or 36903")
     if service is not None and not _NAME.match(service):
         raise ApiError(400, "service: expected a service name such as whatsapp")
-    return StatusFilters(
+    return Filters(
         cc=cc.upper() if cc else None, asn=f"AS{found.group(1)}" if found else None,
         service=service, since=parse_time("from", _blank(since), end=False),
         until=parse_time("to", _blank(until), end=True))
@@ -103,7 +104,7 @@ def overview(request: Request, storage: StorageDep, cc: Text = None, asn: Text =
     rule = storage.status.rule
     page = _cache(request).get(
         f"/?{filters!r}",
-        lambda: reader.generation(StatusFilters(cc=filters.cc, asn=filters.asn)),
+        lambda: reader.generation(Filters(cc=filters.cc, asn=filters.asn)),
         lambda: render_overview(reader, PageRequest(filters), rule))
     assert page is not None  # the overview always renders
     return _html(page)
@@ -125,10 +126,10 @@ def network(request: Request, storage: StorageDep,
     rule = storage.status.rule
     page = _cache(request).get(
         f"/network?{filters!r}{network_type!r}",
-        lambda: reader.generation(StatusFilters(cc=where[0], asn=where[1],
+        lambda: reader.generation(Filters(cc=where[0], asn=where[1],
                                                 network_type=network_type)),
         lambda: render_network(reader, PageRequest(
-            StatusFilters(service=filters.service, since=filters.since,
+            Filters(service=filters.service, since=filters.since,
                           until=filters.until), where), rule))
     if page is None:
         return _problem(404, f"nothing is known about {' '.join(where)}")
@@ -148,7 +149,7 @@ def events(
     """Per network (country, ASN, network type), service and function: each onset or
     restoration, with the probes that agree on it and whether that confirms it (the
     crowd rule of the status page)."""
-    status_filters = StatusFilters(
+    status_filters = Filters(
         cc=filters.cc, asn=filters.asn, network_type=filters.network_type,
         service=filters.service, function=filters.function, since=filters.since,
         until=filters.until)

@@ -35,7 +35,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 SUPPORTED_MAJOR = "5"
 # nDPI's enum ndpi_classification_state (nDPI 5.0).
@@ -43,6 +43,19 @@ STATES = {0: "inspecting", 1: "partial", 2: "monitoring", 3: "classified"}
 # nDPI stops looking at a flow once it reaches one of these.
 FINAL_STATES = frozenset({"monitoring", "classified"})
 UDP, TCP = 17, 6
+
+
+class _Closing:
+    """``with`` closes it: the nDPI module and flow structures are C memory."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class NdpiUnavailable(RuntimeError):
@@ -159,7 +172,7 @@ class Label:
 UNKNOWN = Label("Unknown", "Unknown")
 
 
-class Engine:
+class Engine(_Closing):
     """One nDPI detection module (its caches are shared by every flow it sees)."""
 
     def __init__(self) -> None:
@@ -173,12 +186,6 @@ class Engine:
         self._module: int | None = module
         self.flow_size = int(self._lib.ndpi_detection_get_sizeof_ndpi_flow_struct())
         self._names: dict[int, str] = {}
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._module is not None:
@@ -294,7 +301,7 @@ class Flow:
                 "verdict": self.verdict, **self.extra}
 
 
-class Classifier:
+class Classifier(_Closing):
     """Flows keyed by their 5-tuple (both directions in one flow), each fed to nDPI until
     nDPI reaches a final state or ``max_packets`` packets were inspected, whichever first.
 
@@ -309,12 +316,6 @@ class Classifier:
         self.max_packets = max_packets
         self.idle_s = idle_s
         self.flows: dict[FlowKey, Flow] = {}
-
-    def __enter__(self) -> Classifier:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         for flow in self.flows.values():
