@@ -207,7 +207,8 @@ async def _resolve(net: Network, cfg: RunConfig, host: str, deadline: float,
     server = HostResolver(net, cfg).server()
     if server is None:
         return [], failures.DNS_NO_RESOLVER, []
-    record = await query(net, server[0], server[1], host, rdtype, deadline)
+    # Identity measures nothing about the path: no listening for late duplicates.
+    record = await query(net, server[0], server[1], host, rdtype, deadline, duplicates=False)
     return record["addresses"], record["failure"], record["answers"]
 
 
@@ -264,7 +265,8 @@ async def dns_public_ip(net: Network, cfg: RunConfig, source: DnsIpSource,
     servers, failure, _ = await _resolve(net, cfg, source.server, deadline)
     if not servers:
         return None, failure or failures.DNS_NO_ANSWER
-    record = await query(net, servers[0], 53, source.name, source.rdtype, deadline)
+    record = await query(net, servers[0], 53, source.name, source.rdtype, deadline,
+                         duplicates=False)
     if record["addresses"]:
         return record["addresses"][0], ""
     for answer in record["answers"]:

@@ -68,6 +68,14 @@ class RunInfo:
             rec["probe_ip"] = self.probe_ip
         return rec
 
+    def stamp(self, record: Record) -> Record:
+        """``record`` with this run's shared fields as they are now: a measurement made
+        before the identity lookup finished is written with its result."""
+        record.update(self.base())
+        if "annotations" in record:
+            record["annotations"] = {**self.annotations, **record["annotations"]}
+        return record
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:

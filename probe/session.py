@@ -1,10 +1,16 @@
 """One complete run, as ``voip-probe run`` and ``voip-probe watch`` do it.
 
-Identity first (who is the probe: ASN, country; the public IP only to scrub it), then
-the results file is opened with its contract name, every measurement is written as it
-completes (scrubbed), and the run summary is appended as the last line. A run stopped
-by Ctrl-C still gets its summary line (marked ``interrupted``); a run killed outright
-keeps every completed line (see :mod:`probe.results`).
+The identity lookup (who is the probe: ASN, country; the public IP only to scrub it) runs
+beside the scan, so it costs the run no time of its own. Nothing is written before it is
+known: the file's name carries the ASN, every line carries the run's identity fields, and
+the IP must be scrubbed from everything written. Measurements that complete earlier wait
+in memory; once the identity is in, the results file is opened with its contract name,
+they are written (stamped with the identity, scrubbed), and every later measurement is
+written as it completes. The identity always finishes before the summary, which is
+appended as the last line. A run stopped by Ctrl-C after the file exists still gets its
+summary line (marked ``interrupted``); stopped before, it writes nothing (the address to
+scrub is not known); a run killed outright keeps every completed line (see
+:mod:`probe.results`).
 """
 
 from __future__ import annotations
@@ -71,61 +77,117 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     """Run the plan and write one results file; returns the summary and exit code."""
     net = net or RealNetwork()
     start = now or datetime.now(UTC)
-    identity = asyncio.run(resolve_identity(cfg, net))
-    report_id, short_id = new_report_id(start, identity)
-    name = results_filename(f"{start:%Y%m%dT%H%M%SZ}", identity.asn, cfg.network_type, short_id)
-    path = Path(output_dir) / name
-    secrets = [] if cfg.include_ip or not identity.ip else [identity.ip]
-    annotations = {"identity_source": identity.source,
-                   **({"identity_note": identity.note} if identity.note else {})}
-    if cfg.pseudonym:
-        annotations.update(pseudonym_annotations(identity, cfg.network_type))
-    info = RunInfo(report_id=report_id, start=start, probe_asn=identity.asn,
-                   probe_cc=identity.cc, network_type=cfg.network_type,
-                   probe_network_name=identity.network_name,
-                   probe_ip=identity.ip if cfg.include_ip else None,
-                   annotations=annotations)
-    written: list[Record] = []
-
-    def emit(record: Record) -> None:
-        clean = scrub({k: v for k, v in record.items() if not k.startswith("_")}, secrets)
-        writer.write(clean)
-        written.append(clean)
-
+    out = _Output(cfg, start, Path(output_dir))
     loop_start = datetime.now(UTC)
     interrupted = False
     extra: dict[str, Any] | None = None
-    # Ctrl-C must never leave a file without its summary line. It waits (is remembered)
-    # from before the file is created until the run starts, and again from the moment the
-    # run ends until the summary is written; during the run it interrupts (asyncio cancels
-    # the run, and what was measured gets an ``interrupted`` summary).
+    # Ctrl-C must never leave a file without its summary line. During the scan it
+    # interrupts (asyncio cancels the run, and what was measured gets an ``interrupted``
+    # summary); from the moment the scan ends until the summary is written it waits (is
+    # remembered).
     ctrl_c = _CtrlC()
     ctrl_c.defer()
     try:
-        with ResultsWriter(path) as writer:
-            try:
-                ctrl_c.allow()
-                asyncio.run(run_plan(plan, cfg, net, info, emit, progress))
-                if after_scan is not None:
-                    extra = after_scan(list(written), emit, info)
-                ctrl_c.defer()
-            except KeyboardInterrupt:
-                ctrl_c.defer()
-                interrupted = True
-            summary = build_summary(written, info, identity, cfg, path,
-                                    (datetime.now(UTC) - loop_start).total_seconds())
-            if extra:
-                summary.update(extra)
-            if interrupted:
-                summary["interrupted"] = True
-            writer.write(scrub({"record": "summary", **summary}, secrets))
-    finally:  # whatever happened, Ctrl-C works again afterwards
+        try:
+            ctrl_c.allow()
+            asyncio.run(_scan(plan, cfg, net, out, progress))
+            if after_scan is not None:
+                extra = after_scan(list(out.written), out.emit, out.info)
+            ctrl_c.defer()
+        except KeyboardInterrupt:
+            ctrl_c.defer()
+            interrupted = True
+        if out.writer is None or out.identity is None:
+            # Stopped before the identity was known: the address to scrub is unknown, so
+            # nothing measured can be written.
+            raise KeyboardInterrupt
+        summary = build_summary(out.written, out.info, out.identity, cfg, out.path,
+                                (datetime.now(UTC) - loop_start).total_seconds())
+        if extra:
+            summary.update(extra)
+        if interrupted:
+            summary["interrupted"] = True
+        out.writer.write(scrub({"record": "summary", **summary}, out.secrets))
+    finally:  # whatever happened, the file is closed and Ctrl-C works again afterwards
+        out.close()
         pressed = ctrl_c.restore()
     if pressed and not interrupted:
         interrupted = True  # pressed as the run ended: the file is complete all the same
     if interrupted:
-        raise KeyboardInterrupt(str(path))
-    return RunOutcome(summary, path, overall_exit_code(summary), written)
+        raise KeyboardInterrupt(str(out.path))
+    return RunOutcome(summary, out.path, overall_exit_code(summary), out.written)
+
+
+async def _scan(plan: Plan, cfg: RunConfig, net: Network, out: _Output,
+                progress: ProgressFn | None) -> None:
+    """The identity lookup and the scan side by side; the file opens when the identity
+    is in. A failure of either (a bad identity file, a bug) stops the other."""
+    scan = asyncio.ensure_future(run_plan(plan, cfg, net, out.info, out.emit, progress))
+    try:
+        out.open(await resolve_identity(cfg, net))
+    except BaseException:
+        scan.cancel()
+        await asyncio.gather(scan, return_exceptions=True)
+        raise
+    await scan
+
+
+class _Output:
+    """The results file of one run: measurements wait in memory until the identity is
+    known, then every one is stamped with it, scrubbed and written."""
+
+    def __init__(self, cfg: RunConfig, start: datetime, output_dir: Path) -> None:
+        self.cfg = cfg
+        self.output_dir = output_dir
+        # Identity fields stay at OONI's "unknown" until the lookup is in.
+        self.info = RunInfo(report_id="", start=start, network_type=cfg.network_type)
+        self.identity: Identity | None = None
+        self.path = output_dir
+        self.secrets: list[str] = []
+        self.writer: ResultsWriter | None = None
+        self.pending: list[Record] = []
+        self.written: list[Record] = []
+
+    def open(self, identity: Identity) -> None:
+        """Take the identity, create the file and write what waited for it."""
+        cfg, start = self.cfg, self.info.start
+        report_id, short_id = new_report_id(start, identity)
+        name = results_filename(f"{start:%Y%m%dT%H%M%SZ}", identity.asn, cfg.network_type,
+                                short_id)
+        self.path = self.output_dir / name
+        self.secrets = [] if cfg.include_ip or not identity.ip else [identity.ip]
+        annotations = {"identity_source": identity.source,
+                       **({"identity_note": identity.note} if identity.note else {})}
+        if cfg.pseudonym:
+            annotations.update(pseudonym_annotations(identity, cfg.network_type))
+        info = self.info
+        info.report_id, info.probe_asn, info.probe_cc = report_id, identity.asn, identity.cc
+        info.probe_network_name = identity.network_name
+        info.probe_ip = identity.ip if cfg.include_ip else None
+        info.annotations = annotations
+        self.identity = identity
+        writer = ResultsWriter(self.path)
+        self.writer = writer.__enter__()
+        pending, self.pending = self.pending, []
+        for record in pending:
+            self._write(record)
+
+    def emit(self, record: Record) -> None:
+        if self.writer is None:
+            self.pending.append(record)
+        else:
+            self._write(record)
+
+    def _write(self, record: Record) -> None:
+        assert self.writer is not None
+        stamped = self.info.stamp({k: v for k, v in record.items() if not k.startswith("_")})
+        clean = scrub(stamped, self.secrets)
+        self.writer.write(clean)
+        self.written.append(clean)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.__exit__(None, None, None)
 
 
 class _CtrlC:
