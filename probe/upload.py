@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import ipaddress
 import json
 import os
 import random
@@ -82,7 +83,24 @@ def collector_url(option: str | None, config: dict[str, Any] | None = None) -> s
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UploadError(f"collector URL {url!r} must start with http:// or https://")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise UploadError(f"collector URL {url!r}: plain http:// is refused (anyone on the "
+                          "path, a censor included, could read the results): use https://, "
+                          "or http:// only to this machine (localhost, 127.0.0.1, ::1)")
     return url.rstrip("/")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a URL's host is this machine: ``localhost`` or a loopback address."""
+    if not host:
+        return False
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 # -- preparing a file --------------------------------------------------------------------

@@ -59,7 +59,11 @@ def stderr_console() -> Any:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    stderr_console().print(f"[bold red]error:[/] {message}", highlight=False)
+    """One ``error:`` line; the message is text (it often quotes a file, a server or an
+    exception), never markup."""
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -93,7 +97,9 @@ def warner(console: Console) -> Callable[[str], None]:
     """A ``warn(message)`` that prints one yellow warning line on ``console``."""
 
     def warn(message: str) -> None:
-        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        from rich.markup import escape
+
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
     return warn
 

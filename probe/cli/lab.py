@@ -206,8 +206,9 @@ def _render_rows(title: str, outcome: Any) -> None:
     console = _console()
     console.print(table)
     if outcome.run.summary is None:
-        console.print(f"[red]the probe gave no run summary (exit {outcome.run.exit_code}):[/]\n"
-                      f"{outcome.run.stderr[-2000:]}", highlight=False)
+        console.print(f"[red]the probe gave no run summary (exit {outcome.run.exit_code}):[/]",
+                      highlight=False)
+        console.print(outcome.run.stderr[-2000:], highlight=False, markup=False)
 
 
 def _outcome_json(outcome: Any) -> dict[str, Any]:
@@ -314,10 +315,12 @@ def _show_analysis(out: Path, plan: Any, outcomes: list[Any]) -> None:
 @contextmanager
 def _error_line(console: Console) -> Iterator[None]:
     """A file that cannot be read, or runs from two networks: one ``error:`` line."""
+    from rich.markup import escape
+
     from probe.analysis.compare import NetworkMismatch
     from probe.results import ResultsError
 
     try:
         yield
     except (UsageError, ResultsError, NetworkMismatch, OSError) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

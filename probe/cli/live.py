@@ -38,6 +38,8 @@ class LiveView:
             self._live = None
 
     def update(self, ev: Progress) -> None:
+        from rich.markup import escape
+
         if ev.kind == "pass_start":
             if self._live is None and self.total:
                 self._print_pass_line()
@@ -53,7 +55,8 @@ class LiveView:
             failure = (ev.record or {}).get("test_keys", {}).get("failure")
             if failure is not None:
                 self.failed += 1
-                line = f"[red]✗[/] {_label(ev)}  [dim]{failure}[/]"
+                # Targets and failure texts are data (an IPv6 URL's "[...]" included).
+                line = f"[red]✗[/] {escape(_label(ev))}  [dim]{escape(str(failure))}[/]"
                 self.failures.append(line)
         if self._live is not None:
             self._live.update(self._render())
@@ -69,6 +72,7 @@ class LiveView:
 
     def _render(self) -> Any:
         from rich.console import Group
+        from rich.markup import escape
         from rich.progress_bar import ProgressBar
         from rich.text import Text
 
@@ -78,7 +82,8 @@ class LiveView:
         bar = ProgressBar(total=max(self.total, 1), completed=self.done, width=50)
         now = time.monotonic()
         oldest = sorted(self.running.items(), key=lambda kv: kv[1])[:5]
-        running = [Text.from_markup(f"[cyan]…[/] {k} [dim]{now - t:.1f}s[/]") for k, t in oldest]
+        running = [Text.from_markup(f"[cyan]…[/] {escape(k)} [dim]{now - t:.1f}s[/]")
+                   for k, t in oldest]
         if len(self.running) > 5:
             running.append(Text(f"  and {len(self.running) - 5} more running"))
         fails = [Text.from_markup(f) for f in self.failures]

@@ -32,6 +32,8 @@ def reflector_command(
     import asyncio
     import logging
 
+    from rich.markup import escape
+
     from probe import reflector
 
     with command_boundary():
@@ -45,7 +47,8 @@ def reflector_command(
         async def main() -> None:
             r = await reflector.start(host, port_list, rate=rate, burst=burst)
             for port, reason in sorted(r.failed.items()):
-                console.print(f"[yellow]warning:[/] cannot listen on UDP {host}:{port}: {reason}")
+                console.print(f"[yellow]warning:[/] cannot listen on UDP {host}:{port}: "
+                              f"{escape(str(reason))}", highlight=False)
             if not r.ports:
                 fail(f"could not listen on any port of {host}", EXIT_USAGE)
             console.print(f"reflector listening on {host} UDP ports "

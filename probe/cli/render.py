@@ -94,7 +94,7 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
         console.print("[magenta]The network looks offline: no control and no endpoint could "
                       "be reached, so nothing can be said about blocking. Connect and run "
                       "again.[/]")
-    console.print(f"results: {summary.get('results_file')}", highlight=False)
+    console.print(f"results: {summary.get('results_file')}", highlight=False, markup=False)
 
 
 def render_findings(console: Console, findings: list[dict[str, Any]]) -> None:

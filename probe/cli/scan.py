@@ -105,8 +105,8 @@ def choose_reflector(option: str | None, collector: str | None) -> ReflectorChoi
         return choose(option, {}, "", None)
     try:
         config = upload.load_config()
-        if collector is None and config.get("collector"):
-            collector = upload.collector_url(None, config)
+        if collector or config.get("collector"):
+            collector = upload.collector_url(collector, config)
         return choose(None, config, str(upload.config_path()), collector)
     except (upload.UploadError, ReflectorConfigError) as exc:
         raise UsageError(str(exc)) from None
@@ -169,6 +169,8 @@ def log_to(console: Console) -> Callable[[str], None]:
 def execute(plan: Plan, cfg: RunConfig, output: Path,
             deep: Settings | None = None) -> RunOutcome:
     """Run the scan (and, given locate settings, the ``--deep`` step); render it."""
+    from rich.markup import escape
+
     from probe.cli.live import LiveView
     from probe.session import run_session
 
@@ -191,7 +193,8 @@ def execute(plan: Plan, cfg: RunConfig, output: Path,
                                   after_scan=after_scan)
         except KeyboardInterrupt as stop:
             console.print(f"[yellow]interrupted[/]: what was measured so far is in "
-                          f"{stop.args[0] if stop.args else output}", highlight=False)
+                          f"{escape(str(stop.args[0] if stop.args else output))}",
+                          highlight=False)
             raise typer.Exit(130) from None
     render_summary(console, outcome.summary)
     if "locate" in outcome.summary:

@@ -52,6 +52,8 @@ def list_command(
 def validate_command(
     files: Annotated[list[Path], typer.Argument(help="Target files to check.")],
 ) -> None:
+    from rich.markup import escape
+
     from probe.targets import TargetsError, load_file
 
     console = stderr_console()
@@ -62,7 +64,7 @@ def validate_command(
                 services = load_file(f)
             except TargetsError as exc:
                 bad += 1
-                console.print(f"[red]✗[/] {exc}", highlight=False)
+                console.print(f"[red]✗[/] {escape(str(exc))}", highlight=False)
                 continue
             n = sum(len(s.endpoints) for s in services)
             console.print(f"[green]✓[/] {f}: {len(services)} service(s), {n} endpoints",

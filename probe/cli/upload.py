@@ -80,6 +80,7 @@ def upload(
 
 def _send(items: list[up.Prepared], uploader: up.Uploader, spool: up.Spool,
           notes: dict[str, str]) -> list[up.Outcome]:
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from probe import upload as up
@@ -93,9 +94,10 @@ def _send(items: list[up.Prepared], uploader: up.Uploader, spool: up.Spool,
     def show(outcome: up.Outcome) -> None:
         note = notes.get(outcome.id or "")
         extra = f" ({note})" if note else ""
+        # The message is the collector's text and the name may come from the spool: text.
         console.print(f"[{_STYLE[outcome.status]}]{outcome.status.replace('_', ' ')}[/] "
-                      f"{outcome.file}: {outcome.message}{extra}", highlight=False,
-                      soft_wrap=True)
+                      f"{escape(f'{outcome.file}: {outcome.message}{extra}')}",
+                      highlight=False, soft_wrap=True)
 
     try:
         if len(items) == 1:

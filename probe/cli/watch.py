@@ -135,7 +135,9 @@ def watch_command(
                     raise KeyboardInterrupt from None
                 raise
             if sender is not None:
-                console.print(sender.send(Path(outcome.results_file)), highlight=False)
+                # The line quotes the collector's answer: text, not markup.
+                console.print(sender.send(Path(outcome.results_file)), highlight=False,
+                              markup=False)
 
         def on_wait(seconds: float) -> None:
             at = time.strftime("%H:%M:%S", time.gmtime(time.time() + seconds))

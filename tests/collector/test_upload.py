@@ -242,3 +242,106 @@ def test_cli_unwritable_spool_is_a_clear_error(make_results: Any, tmp_path: Path
                 "--spool", str(blocker / "spool"), home=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "cannot write to the spool folder" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("url", ["http://collector.example.org", "http://198.18.0.10:8080",
+                                 "http://localhost.evil.example", "http://[2001:db8::1]/"])
+def test_plain_http_to_a_collector_elsewhere_is_refused(url: str) -> None:
+    with pytest.raises(up.UploadError, match="plain http:// is refused"):
+        up.collector_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://127.3.2.1",
+                                 "http://localhost:9/", "http://[::1]:8080",
+                                 "https://collector.example.org"])
+def test_https_or_loopback_http_is_accepted(url: str) -> None:
+    assert up.collector_url(url) == url.rstrip("/")
+
+
+def test_cli_refuses_plain_http_in_one_line_before_sending(make_results: Any,
+                                                           tmp_path: Path) -> None:
+    path = make_results(2)
+    r = run_cli(str(path), "--collector", "http://collector.example.org", home=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "https://" in r.stderr
+    assert not (tmp_path / "data" / "voip-probe" / "spool").exists()  # nothing queued
+    (tmp_path / "config" / "voip-probe").mkdir(parents=True)
+    (tmp_path / "config" / "voip-probe" / "config.toml").write_text(
+        'collector = "http://collector.example.org"\n')
+    r = run_cli(str(path), home=tmp_path)
+    assert r.returncode == 2 and "plain http:// is refused" in r.stderr
+
+
+class _HostileCollector:
+    """A loopback HTTP server answering every upload 400 with rich markup in its error."""
+
+    ERROR = "bad [/] line [bold]x[/bold] [link=file:///etc/passwd]y"
+
+    def __enter__(self) -> str:
+        import http.server
+        import threading
+
+        error = json.dumps({"error": self.ERROR}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                self.send_response(400)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_collector_error_text_is_printed_as_text_not_markup(make_results: Any,
+                                                            tmp_path: Path) -> None:
+    folder = tmp_path / "runs"
+    make_results(2, folder=folder)
+    make_results(3, folder=folder)
+    with _HostileCollector() as url:
+        r = run_cli(str(folder), "--collector", url, "--json", home=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "MarkupError" not in r.stderr
+    files = json.loads(r.stdout)["files"]
+    assert [f["status"] for f in files] == ["rejected", "rejected"]  # the batch went on
+    assert [f["message"] for f in files] == [_HostileCollector.ERROR] * 2
+    assert r.stderr.count(_HostileCollector.ERROR) == 2  # shown verbatim
+
+
+@pytest.mark.parametrize("command,config", [
+    (["watch", "--count", "1", "--collector", "http://collector.example.org"], None),
+    (["watch", "--count", "1", "--upload"], 'collector = "http://collector.example.org"\n'),
+    (["run"], 'collector = "http://collector.example.org"\n'),
+])
+def test_watch_and_run_refuse_a_plain_http_collector_before_measuring(
+        tmp_path: Path, command: list[str], config: str | None) -> None:
+    from tests.helpers.loopback_world import closed_port, write_targets
+
+    # Loopback only, should the refusal ever fail: targets on 127.0.0.1, a dead resolver.
+    targets = write_targets(tmp_path, closed_port(), closed_port())
+    if config is not None:
+        (tmp_path / "config" / "voip-probe").mkdir(parents=True)
+        (tmp_path / "config" / "voip-probe" / "config.toml").write_text(config)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop("VOIP_PROBE_COLLECTOR", None)
+    r = subprocess.run([sys.executable, "-m", "probe", *command, "--targets", str(targets),
+                        "--resolver", f"127.0.0.1:{closed_port()}", "--timeout", "1",
+                        "--network-type", "fixed", "--output", str(tmp_path / "results")],
+                       env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stderr
+    assert "plain http:// is refused" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not list((tmp_path / "results").glob("*.jsonl"))  # nothing was measured
