@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.checks import check_specs
-from probe.hostnames import valid_hostname
+from probe.hostnames import has_control_chars, valid_hostname
 from probe.model import FUNCTIONS, Endpoint, Plan, Service
 
 
@@ -190,8 +190,13 @@ def _service(src: _Source, table: dict[str, Any], header: _Table | None,
         key = sorted(unknown)[0]
         raise TargetsError(f"{src.where(src.key_line(header, key))}: unknown key {key!r} in "
                            f"service (allowed: id, name)")
+    for key, value in table.items():
+        bad = _with_control_chars(value)
+        if bad is not None:
+            raise TargetsError(f"{src.where(src.key_line(header, key))}: {key!r} holds a "
+                               f"newline or another control character ({bad!r})")
     sid = table.get("id")
-    if not isinstance(sid, str) or not _ID_RE.match(sid):
+    if not isinstance(sid, str) or not _ID_RE.fullmatch(sid):
         raise TargetsError(
             f"{src.where(src.key_line(header, 'id'))}: service 'id' must be lower-case letters, "
             f"digits, '-' or '_' (got {sid!r})"
@@ -217,6 +222,10 @@ def _endpoints(src: _Source, sid: str, ep: Any, header: _Table | None) -> list[E
 
     if not isinstance(ep, dict):
         raise err(None, "an endpoint must be a table")
+    for key, value in ep.items():
+        bad = _with_control_chars(value)
+        if bad is not None:
+            raise err(key, f"{key!r} holds a newline or another control character ({bad!r})")
     check = ep.get("check")
     specs = check_specs()
     if check not in specs:
@@ -247,7 +256,7 @@ def _endpoints(src: _Source, sid: str, ep: Any, header: _Table | None) -> list[E
             raise err("ports", f"port {p!r} is out of range (1-65535)")
     urls = _list_of(ep, "urls", spec.urls, str, err)
     for u in urls:
-        if not re.match(r"^https?://[^/\s:]+(:\d+)?(/\S*)?$", u):
+        if not re.fullmatch(r"https?://[^/\s:]+(:\d+)?(/\S*)?", u):
             raise err("urls", f"{u!r} is not an http(s) URL")
     nets = _list_of(ep, "expected_networks", "optional", str, err)
     for n in nets:
@@ -274,6 +283,21 @@ def _endpoints(src: _Source, sid: str, ep: Any, header: _Table | None) -> list[E
     if hosts:
         return [Endpoint(host=h, **common) for h in hosts]
     return [Endpoint(port=p, **common) for p in ports]
+
+
+def _with_control_chars(value: Any) -> str | None:
+    """The first string in ``value`` (a string, or lists and tables of them) that holds a
+    control character: names reach other programs' configuration files (the lab's DNS
+    server, firewall rules) and the results, where a newline would start a new line."""
+    if isinstance(value, str):
+        return value if has_control_chars(value) else None
+    items = value.values() if isinstance(value, dict) else value \
+        if isinstance(value, list) else ()
+    for item in items:
+        found = _with_control_chars(item)
+        if found is not None:
+            return found
+    return None
 
 
 def _list_of(ep: dict[str, Any], key: str, need: str, typ: type,

@@ -122,6 +122,21 @@ ports = [443]
     (GOOD.replace("ports = [443]", "ports = [443"), 9, "invalid TOML"),
     (GOOD + "\n[extra]\nx = 1\n", 11, "unknown top-level key 'extra'"),
     ("[service]\nid = \"x\"\n", 1, "has no endpoints"),
+    # A newline (or another control character) in any name: the lab writes hosts into a
+    # root daemon's configuration, and the results and the terminal show them.
+    (GOOD.replace('"chat.hush.example"', '"chat.hush.example\\n"'), 8, "holds a newline"),
+    (GOOD.replace('"chat.hush.example"', '"a.example\\nconf-file=/tmp/x"'), 8,
+     "holds a newline"),
+    (GOOD.replace('"chat.hush.example"', '"1.2.3.4\\n"'), 8, "holds a newline"),
+    (GOOD.replace('"chat.hush.example"', '"fe80::1%eth0,x"'), 8, "not a valid host name"),
+    (GOOD.replace('id = "hush"', 'id = "hush\\n"'), 2, "holds a newline"),
+    (GOOD.replace('name = "Hushline"', 'name = "Hush\\u2028line"'), 3, "holds a newline"),
+    (GOOD.replace('name = "Hushline"', 'name = "Hush\\u202eline"'), 3, "control character"),
+    (GOOD.replace('"tcp"', '"https"').replace('hosts = ["chat.hush.example"]\nports = [443]',
+                                             'urls = ["https://a.example/\\n"]'), 8,
+     "holds a newline"),
+    (GOOD.replace('"tcp"', '"tls"').replace('ports = [443]', 'ports = [443]\n'
+                                             'sni = "a.example\\tb"'), 10, "holds a newline"),
 ])
 def test_errors_name_file_line_and_reason(tmp_path: Path, text: str, line: int,
                                           reason: str) -> None:

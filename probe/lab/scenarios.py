@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from probe.hostnames import has_control_chars, is_ip_literal, valid_dns_name, valid_hostname
 from probe.lab.censor import PARAM_CHOICES, RULES
 from probe.model import METHODS, NETWORK_TYPES, REPORTED_FUNCTIONS, STATUSES
 
@@ -163,6 +164,12 @@ def _typed(lines: _Lines, table: dict[str, Any], key: str, kind: type, line: int
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise lines.error(lines.key(line, key),
                           f"{key} must be a {kind.__name__}, not {type(value).__name__}")
+    # Values reach the configuration of root daemons (dnsmasq) and firewall rules, where a
+    # newline would start a directive of its own.
+    for text in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+        if isinstance(text, str) and has_control_chars(text):
+            raise lines.error(lines.key(line, key),
+                              f"{key} holds a newline or another control character ({text!r})")
     if choices is not None and value not in choices:
         raise lines.error(lines.key(line, key),
                           f"{key} = {value!r} is not one of {', '.join(map(str, choices))}")
@@ -259,6 +266,12 @@ def _rule(lines: _Lines, table: dict[str, Any], line: int) -> RuleUse:
             raise lines.error(lines.key(line, key), "ports must be integers 1-65535")
         if key in ("hosts", "addresses") and not all(isinstance(v, str) for v in value):
             raise lines.error(lines.key(line, key), f"{key} must be a list of strings")
+        for v in value if key == "hosts" else ():
+            if not valid_dns_name(v):
+                raise lines.error(lines.key(line, key), f"{v!r} is not a host name")
+        for v in value if key == "addresses" else ():
+            if not _is_address(v):
+                raise lines.error(lines.key(line, key), f"{v!r} is not an IP address")
         if key == "function" and value not in (*REPORTED_FUNCTIONS, "control"):
             raise lines.error(lines.key(line, key), f"unknown function {value!r}")
         select[key] = value
@@ -268,12 +281,19 @@ def _rule(lines: _Lines, table: dict[str, Any], line: int) -> RuleUse:
         if value is not None:
             if key == "percent" and not 0 < value <= 100:
                 raise lines.error(lines.key(line, key), "percent must be 1-100")
+            if key == "answer" and not _is_address(value):
+                raise lines.error(lines.key(line, key), f"answer {value!r} is not an IP address")
             params[key] = value
     if spec.needs == "addresses" and not ({"service", "hosts", "addresses"} & select.keys()):
         raise lines.error(line, f"rule {name} needs service, hosts or addresses")
     if spec.needs == "hosts" and not ({"service", "hosts"} & select.keys()):
         raise lines.error(line, f"rule {name} needs service or hosts")
     return RuleUse(rule=name, at=at, select=select, params=params, line=line)
+
+
+def _is_address(value: str) -> bool:
+    """An IPv4 or IPv6 address, written plainly (no scope id)."""
+    return is_ip_literal(value) and "%" not in value
 
 
 def _expectation(lines: _Lines, table: dict[str, Any], line: int) -> Expectation:
@@ -295,11 +315,21 @@ def _proof(lines: _Lines, table: dict[str, Any], line: int) -> Proof:
     port = _typed(lines, table, "port", int, line)
     if port is not None and not 0 < port < 65536:
         raise lines.error(lines.key(line, "port"), "port must be 1-65535")
+    target = _typed(lines, table, "target", str, line, required=True)
+    service, slash, function = target.partition("/")
+    if target != "echo" and not (re.fullmatch(r"[a-z0-9][a-z0-9_-]*", service) and slash
+                                 and re.fullmatch(r"[a-z]+", function)) \
+            and not valid_hostname(target):
+        raise lines.error(lines.key(line, "target"), f"target {target!r} is not echo, "
+                          "service/function, a host name or an address")
+    sni = _typed(lines, table, "sni", str, line)
+    if sni is not None and not valid_dns_name(sni):
+        raise lines.error(lines.key(line, "sni"), f"sni {sni!r} is not a host name")
     return Proof(op=_typed(lines, table, "op", str, line, required=True, choices=PROOF_OPS),
-                 target=_typed(lines, table, "target", str, line, required=True),
+                 target=target,
                  expect=_typed(lines, table, "expect", str, line, required=True),
                  port=port, flavor=_typed(lines, table, "flavor", str, line),
-                 sni=_typed(lines, table, "sni", str, line), line=line)
+                 sni=sni, line=line)
 
 
 def load_replay(path: Path) -> Replay:

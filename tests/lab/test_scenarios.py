@@ -83,6 +83,25 @@ def test_good_file_loads(tmp_path: Path) -> None:
     ('rule = "stun_dpi"', 'rule = "reset_endpoint"', 5, "needs service, hosts or addresses"),
     ('rule = "stun_dpi"', 'rule = "dns_nxdomain"\nhosts = ["a"]\nat = "censor"', 8,
      "at = 'censor' is not one of"),
+    # Values that would add directives to the root dnsmasq's configuration.
+    ('rule = "stun_dpi"', 'rule = "dns_nxdomain"\nhosts = ["a.test/\\nconf-file=/tmp/x"]',
+     7, "holds a newline"),
+    ('rule = "stun_dpi"', 'rule = "dns_nxdomain"\nhosts = ["a.test\\n"]', 7,
+     "holds a newline"),
+    ('rule = "stun_dpi"', 'rule = "dns_nxdomain"\nhosts = ["a.test/#", "b.test"]', 7,
+     "'a.test/#' is not a host name"),
+    ('rule = "stun_dpi"', 'rule = "dns_nxdomain"\nhosts = ["198.18.0.1"]', 7,
+     "is not a host name"),
+    ('rule = "stun_dpi"', 'rule = "dns_bogon"\nhosts = ["a.test"]\n'
+     'answer = "10.0.0.1\\nlog-facility=/etc/cron.d/x"', 8, "holds a newline"),
+    ('rule = "stun_dpi"', 'rule = "dns_bogon"\nhosts = ["a.test"]\nanswer = "10.0.0.1,x"',
+     8, "answer '10.0.0.1,x' is not an IP address"),
+    ('rule = "stun_dpi"', 'rule = "dns_injection"\nhosts = ["a.test"]\nanswer = "a.test"',
+     8, "is not an IP address"),
+    ('rule = "stun_dpi"', 'rule = "reset_endpoint"\naddresses = ["198.18.0.1/24"]', 7,
+     "'198.18.0.1/24' is not an IP address"),
+    ('target = "echo"', 'target = "echo\\nx"', 16, "holds a newline"),
+    ('target = "echo"', 'target = "a b"', 16, "is not echo, service/function"),
 ])
 def test_bad_values_name_file_line_and_reason(tmp_path: Path, old: str, new: str, line: int,
                                               reason: str) -> None:
@@ -131,3 +150,26 @@ def test_redate_results_shifts_every_time_and_renames(tmp_path: Path) -> None:
         "2016-01-08 10:00:00", "2016-01-08 10:00:07", "2016-01-08 10:00:00"]
     assert moved[0]["test_runtime"] == 0.5
     assert moved[2]["results_file"] == str(out)
+
+
+def test_dnsmasq_config_refuses_names_and_addresses_that_add_directives() -> None:
+    """The last line of defence, where the root daemon's configuration is written."""
+    from probe.lab.dns import DnsZone
+
+    good = DnsZone(records={"chat.test": ["198.18.1.1"]}, txt={"_x.test": ['a "b"']})
+    good.nxdomain.add("blocked.test")
+    conf = good.dnsmasq_conf()
+    assert "host-record=chat.test,198.18.1.1\n" in conf and "address=/blocked.test/\n" in conf
+    attacks = [
+        DnsZone(nxdomain={"x.test/\nconf-file=/tmp/evil"}),
+        DnsZone(servfail={"x.test/1.2.3.4\nlog-facility=/tmp/evil"}),
+        DnsZone(records={"x.test,1.1.1.1\nconf-file=/tmp/evil": ["198.18.1.1"]}),
+        DnsZone(records={"x.test": ["198.18.1.1\nconf-file=/tmp/evil"]}),
+        DnsZone(bogon={"x.test": "10.0.0.1\nlog-facility=/tmp/evil"}),
+        DnsZone(bogon={"x.test": "fe80::1%eth0,x"}),
+        DnsZone(txt={"x.test": ['"\nconf-file=/tmp/evil']}),
+        DnsZone(txt={"x.test\u2028conf-file=/tmp/evil": ["t"]}),
+    ]
+    for zone in attacks:
+        with pytest.raises(ValueError, match=r"refusing to write|control character"):
+            zone.dnsmasq_conf()
