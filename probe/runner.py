@@ -4,13 +4,18 @@ Every check of the plan runs concurrently under one global limit (``concurrency`
 within its own budget (``timeout_s``, counted from when it gets a slot). After the main
 pass, every failed check runs once more (the confirmation pass, DESIGN.md measurement
 rules), so a scan where everything is blackholed takes about two budgets, never the sum
-of the checks. Each finished check is handed to ``emit`` at once (the results writer),
-so a run cut short keeps everything measured so far.
+of the checks. The second budget is kept: the confirmation pass ends two budgets after
+the run began (the process start for ``voip-probe run``), whatever the main pass's
+stragglers and the start-up took, though each confirmation keeps at least half a
+budget. Each finished check is handed to ``emit`` at once (the results writer), so a
+run cut short keeps everything measured so far.
 
 DNS: each service gets one ``dns`` measurement per host it uses (function ``dns``); the
 lookup itself is shared by every check of the pass (:class:`~probe.resolve.HostResolver`),
 which knows each host's expected networks (the union over the plan, so that an answer
-there is never taken for a bogon).
+there is never taken for a bogon). There is no barrier: each check starts on its own
+host's answer as soon as it is in, and is settled against the whole lookup when it ends
+(:meth:`~probe.resolve.HostResolver.settle`).
 The confirmation pass reuses the main pass's successful lookups and repeats failed ones.
 """
 
@@ -29,10 +34,14 @@ from probe.checks import CheckContext, get_check
 from probe.hostnames import is_ip_literal
 from probe.model import Endpoint, Plan, Record, RunConfig
 from probe.net import Network
-from probe.resolve import DnsResult, HostResolver
+from probe.resolve import DnsResult, HostResolver, early_answers
 
 # A check that overruns its own budget by more than this is stopped by the runner.
 GRACE_S = 0.5
+# The confirmation pass ends this long before two budgets are over (the summary is
+# still to be written), and each of its checks gets at least this share of a budget.
+FINISH_RESERVE_S = 0.1
+MIN_CONFIRM_SHARE = 0.5
 
 
 def ooni_time(dt: datetime) -> str:
@@ -137,9 +146,21 @@ def is_failure(record: Record) -> bool:
     return failure is not None and failure != failures.NOT_APPLICABLE and not tk.get("check_error")
 
 
+def confirmation_deadline(t0: float, budget_s: float, run_end: float) -> float:
+    """The deadline of a confirmation check that gets its slot at ``t0``: a budget, cut
+    to end with the run's second budget (``run_end``), but never below a share of a
+    budget (:data:`MIN_CONFIRM_SHARE`: a confirmation must still be able to tell)."""
+    return max(min(t0 + budget_s, run_end), t0 + MIN_CONFIRM_SHARE * budget_s)
+
+
 async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit: Emit,
-                   progress: ProgressFn | None = None) -> list[Record]:
-    """Run the main pass and the confirmation pass; return every record emitted."""
+                   progress: ProgressFn | None = None,
+                   started: float | None = None) -> list[Record]:
+    """Run the main pass and the confirmation pass; return every record emitted.
+    ``started``: when the user's run began (``loop.time()`` clock; default: now), from
+    which the confirmation pass ends within two budgets (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    begun = loop.time() if started is None else min(started, loop.time())
     units = plan_units(plan)
     expected = host_networks(units)
     records: list[Record] = []
@@ -150,8 +171,9 @@ async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit
         retry = [r["_unit"] for r in main if is_failure(r)]
         if retry:
             seed = {h: res for h, res in resolver.results().items() if res.failure is None}
+            run_end = begun + 2 * cfg.timeout_s - FINISH_RESERVE_S
             confirm, _ = await _run_pass(retry, "confirmation", cfg, net, info, emit,
-                                         progress, seed, expected)
+                                         progress, seed, expected, run_end)
             records.extend(confirm)
     for r in records:
         r.pop("_unit", None)
@@ -162,6 +184,7 @@ async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, n
                     info: RunInfo, emit: Emit, progress: ProgressFn | None,
                     seed: dict[str, DnsResult] | None,
                     expected: dict[str, tuple[str, ...]] | None = None,
+                    run_end: float | None = None,
                     ) -> tuple[list[Record], HostResolver]:
     loop = asyncio.get_running_loop()
     resolver = HostResolver(net, cfg, seed, expected)
@@ -176,9 +199,13 @@ async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, n
                 progress(Progress("check_start", pass_name, endpoint=ep))
             started = datetime.now(UTC)
             t0 = loop.time()
-            ctx = CheckContext(cfg=cfg, net=net, resolver=resolver,
-                               deadline=t0 + cfg.timeout_s)
-            keys = await _run_check(ep, ctx, cfg.timeout_s + GRACE_S)
+            deadline = t0 + cfg.timeout_s if run_end is None else \
+                confirmation_deadline(t0, cfg.timeout_s, run_end)
+            ctx = CheckContext(cfg=cfg, net=net, resolver=resolver, deadline=deadline)
+            with early_answers() as taken:
+                keys = await _run_check(ep, ctx, deadline - t0 + GRACE_S)
+            if taken:
+                keys = await resolver.settle(taken, keys, ctx.deadline + GRACE_S - loop.time())
             record = make_record(info, ep, pass_name, keys, started, loop.time() - t0)
             emit(record)
             record["_unit"] = ep
@@ -186,7 +213,10 @@ async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, n
             if progress:
                 progress(Progress("check_done", pass_name, endpoint=ep, record=record))
 
-    await asyncio.gather(*(one(ep) for ep in units))
+    try:
+        await asyncio.gather(*(one(ep) for ep in units))
+    finally:
+        await resolver.aclose()
     return out, resolver
 
 

@@ -20,6 +20,7 @@ import base64
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,10 +72,25 @@ def pseudonym_annotations(identity: Identity, network_type: str) -> dict[str, st
 AfterScan = Callable[[list[Record], Callable[[Record], None], RunInfo], dict[str, Any] | None]
 
 
+def process_started() -> float | None:
+    """When this process started, on the ``time.monotonic()`` clock (the event loop's),
+    or None where that cannot be read (Linux: ``/proc/self/stat``)."""
+    try:
+        stat = Path("/proc/self/stat").read_text(encoding="ascii")
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return time.monotonic() - max(age, 0.0)
+
+
 def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
                 net: Network | None = None, progress: ProgressFn | None = None,
-                now: datetime | None = None, after_scan: AfterScan | None = None) -> RunOutcome:
-    """Run the plan and write one results file; returns the summary and exit code."""
+                now: datetime | None = None, after_scan: AfterScan | None = None,
+                started: float | None = None) -> RunOutcome:
+    """Run the plan and write one results file; returns the summary and exit code.
+    ``started``: when the user's run began (``time.monotonic()``; default: now), from
+    which the runner keeps the scan within two budgets (:func:`probe.runner.run_plan`)."""
     net = net or RealNetwork()
     start = now or datetime.now(UTC)
     out = _Output(cfg, start, Path(output_dir))
@@ -90,7 +106,7 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     try:
         try:
             ctrl_c.allow()
-            asyncio.run(_scan(plan, cfg, net, out, progress))
+            asyncio.run(_scan(plan, cfg, net, out, progress, started))
             if after_scan is not None:
                 extra = after_scan(list(out.written), out.emit, out.info)
             ctrl_c.defer()
@@ -119,10 +135,11 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
 
 
 async def _scan(plan: Plan, cfg: RunConfig, net: Network, out: _Output,
-                progress: ProgressFn | None) -> None:
+                progress: ProgressFn | None, started: float | None) -> None:
     """The identity lookup and the scan side by side; the file opens when the identity
     is in. A failure of either (a bad identity file, a bug) stops the other."""
-    scan = asyncio.ensure_future(run_plan(plan, cfg, net, out.info, out.emit, progress))
+    scan = asyncio.ensure_future(run_plan(plan, cfg, net, out.info, out.emit, progress,
+                                          started))
     try:
         out.open(await resolve_identity(cfg, net))
     except BaseException:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from probe import failures
 from probe.model import Endpoint, Plan, RunConfig, Service
 from probe.runner import RunInfo, run_plan
@@ -130,3 +132,73 @@ def test_a_neutral_endpoint_gets_no_dns_measurement_of_the_service() -> None:
                        host="stun.neutral.example", port=443, options={"neutral": True})
     plan = Plan(services=(Service("viber", "Viber", (own, neutral)),))
     assert [u.host for u in dns_units(plan)] == ["chat.v.example"]
+
+
+def _spy_on_budgets(monkeypatch, straggler: str | None = None) -> list[tuple[str, float, float]]:
+    """(input, loop time the check started, deadline it was handed) for every check; the
+    ``straggler``'s first run ignores its deadline until the runner stops it."""
+    import probe.runner as runner
+
+    handed: list[tuple[str, float, float]] = []
+    real = runner._run_check
+
+    async def spy(ep, ctx, hard_limit_s):
+        loop = asyncio.get_running_loop()
+        handed.append((ep.input, loop.time(), ctx.deadline))
+        if ep.input == straggler and sum(h[0] == straggler for h in handed) == 1:
+            await asyncio.sleep(hard_limit_s)
+            return {"failure": failures.GENERIC_TIMEOUT, "failed_operation": "top_level",
+                    "budget_exceeded": True}
+        return await real(ep, ctx, hard_limit_s)
+
+    monkeypatch.setattr(runner, "_run_check", spy)
+    return handed
+
+
+def _blackholed_run(budget: float, startup: float) -> tuple[float, list[dict]]:
+    hosts = ["a.test", "b.test", "c.test"]
+    net = FakeNetwork(names={h: [f"198.18.1.{i + 1}"] for i, h in enumerate(hosts)})
+    net.censor.apply("drop_endpoint", hosts=hosts, proto="tcp")
+    out: list[dict] = []
+
+    async def go() -> float:
+        started = asyncio.get_running_loop().time() - startup  # the process began earlier
+        await run_plan(plan_of(*(ep("wa", h) for h in hosts)), RunConfig(timeout_s=budget),
+                       net, INFO, out.append, started=started)
+        return started
+
+    return asyncio.run(go()), out
+
+
+def test_the_confirmation_pass_ends_with_the_second_budget(monkeypatch) -> None:
+    """Everything blackholed, and the run began 0.3 s before the scan (start-up): each
+    main check gets its whole budget, and the confirmations are cut to end two budgets
+    after the run began, not two budgets after the scan did."""
+    from probe.runner import FINISH_RESERVE_S
+
+    handed = _spy_on_budgets(monkeypatch)
+    budget = 1.0
+    started, records = _blackholed_run(budget, startup=0.3)
+    main = [h for h in handed if h[1] < started + 1.0 * budget]
+    confirmation = handed[len(main):]
+    assert len(main) == 6 and len(confirmation) == 3  # 3 dns + 3 tcp; the tcp fail
+    for _, t0, deadline in main:
+        assert deadline == pytest.approx(t0 + budget)
+    for _, t0, deadline in confirmation:
+        assert deadline == pytest.approx(started + 2 * budget - FINISH_RESERVE_S)
+        assert deadline < t0 + budget  # cut: a whole budget would overrun
+    assert sorted(r["pass"] for r in records).count("confirmation") == 3
+
+
+def test_a_confirmation_keeps_half_a_budget_after_a_straggler(monkeypatch) -> None:
+    """A main-pass check that ran to the runner's hard limit delays the confirmation pass;
+    its confirmations still get half a budget to tell (the run overruns instead)."""
+    from probe.runner import MIN_CONFIRM_SHARE
+
+    handed = _spy_on_budgets(monkeypatch, straggler="tcp://a.test:443")
+    budget = 1.0
+    started, _ = _blackholed_run(budget, startup=0.3)
+    confirmation = [h for h in handed if h[1] > started + 1.5 * budget]
+    assert len(confirmation) == 3
+    for _, t0, deadline in confirmation:
+        assert deadline == pytest.approx(t0 + MIN_CONFIRM_SHARE * budget)

@@ -17,6 +17,7 @@ from typing import Any
 
 from probe import failures
 from probe.checks._base import DNS_METHODS, CheckContext, CheckSpec, TestKeys, dns_methods
+from probe.hostnames import is_ip_literal
 from probe.model import Endpoint
 from probe.resolve.tampering import control_disagrees, outside_expected, probe_target
 
@@ -37,14 +38,16 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     host = endpoint.target_host
     if host is None:
         raise ValueError(f"{endpoint.source}: dns endpoint without a host")
-    result = await ctx.resolver.resolve(host, ctx.deadline)
+    # The control resolver needs no answer of ours: it asks beside the lookup.
+    control_task = ctx.resolver.control(host, ctx.deadline) \
+        if ctx.cfg.doh_url and not is_ip_literal(host) else None
+    result = await ctx.resolver.lookup(host, ctx.deadline)
     keys = dict(result.test_keys)
     if keys.get("literal"):
         return keys
     expected = ctx.resolver.expected_for(host, endpoint.expected_networks)
     target = probe_target(result.addresses, expected)
     probe_task = ctx.resolver.injection(host, target, ctx.deadline) if target else None
-    control_task = ctx.resolver.control(host, ctx.deadline) if ctx.cfg.doh_url else None
     probe = await _within(probe_task, ctx)
     control = await _within(control_task, ctx)
     keys["expected_networks"] = list(expected)

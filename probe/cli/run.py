@@ -27,11 +27,15 @@ def run_command(
     *,
     scan: ScanArgs,
 ) -> None:
+    from probe.session import process_started
+
     with command_boundary():
         cfg = scanning.build_config(scan, interactive=not as_json)
         plan = scanning.load_plan(scan)
+        # The run began when the process did: its start-up counts in its two budgets.
         outcome = scanning.execute(plan, cfg, scan.output,
-                                   deep=scanning.deep_settings(cfg) if scan.deep else None)
+                                   deep=scanning.deep_settings(cfg) if scan.deep else None,
+                                   started=process_started())
         if as_json:
             summary = scanning.public_summary(outcome.summary)
             sys.stdout.write(json.dumps(summary, indent=2) + "\n")

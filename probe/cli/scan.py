@@ -167,8 +167,9 @@ def log_to(console: Console) -> Callable[[str], None]:
 
 
 def execute(plan: Plan, cfg: RunConfig, output: Path,
-            deep: Settings | None = None) -> RunOutcome:
-    """Run the scan (and, given locate settings, the ``--deep`` step); render it."""
+            deep: Settings | None = None, started: float | None = None) -> RunOutcome:
+    """Run the scan (and, given locate settings, the ``--deep`` step); render it.
+    ``started``: when the user's run began (:func:`probe.session.run_session`)."""
     from rich.markup import escape
 
     from probe.cli.live import LiveView
@@ -190,7 +191,7 @@ def execute(plan: Plan, cfg: RunConfig, output: Path,
     with LiveView(console) as view:
         try:
             outcome = run_session(plan, cfg, output, progress=view.update,
-                                  after_scan=after_scan)
+                                  after_scan=after_scan, started=started)
         except KeyboardInterrupt as stop:
             console.print(f"[yellow]interrupted[/]: what was measured so far is in "
                           f"{escape(str(stop.args[0] if stop.args else output))}",

@@ -8,13 +8,27 @@ callers share the lookup. Answers that are bogons (outside the host's expected n
 host sees it; a reply injected next to the real one fails it with ``dns_injected_reply``.
 The injection probe and the DoH control (:mod:`probe.resolve.tampering`) also run once
 per host and pass, started by whichever check asks first.
+
+Checks do not wait for the listening window: :meth:`HostResolver.resolve` returns the
+host's answer as soon as the first valid replies to A and AAAA are in and give usable
+addresses (a failing answer waits for the whole lookup), while
+:meth:`HostResolver.lookup` (the ``dns`` measurement) returns the whole lookup. The only
+thing the window can still change is a late, different reply (injection); the runner
+asks :meth:`HostResolver.settle` after each check, so a check that went ahead on an
+answer later found injected is recorded as that DNS failure, as if it had waited.
+
+At most :data:`MAX_OUTSTANDING_QUERIES` queries to the resolver are outstanding at once
+(sent, not yet answered): a scan asks ~100 at the start, and small home routers drop part
+of such a burst.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +39,31 @@ from probe.resolve.tampering import control_lookup, injection_probe
 from probe.resolve.wire import query
 
 if TYPE_CHECKING:
+    import httpx
+
     from probe.model import RunConfig
     from probe.net import Network
+
+
+MAX_OUTSTANDING_QUERIES = 16
+# Hosts asked of the control resolver (--doh) at once (A and AAAA each: two connections).
+DOH_HOSTS_AT_ONCE = 4
+
+# The early answers the running check took (host -> answer), set by the runner per check.
+_early_answers: contextvars.ContextVar[dict[str, DnsResult] | None] = \
+    contextvars.ContextVar("early_answers", default=None)
+
+
+@contextmanager
+def early_answers() -> Iterator[dict[str, DnsResult]]:
+    """Collect, in this task and the tasks it starts, the answers :meth:`resolve` gave
+    before their lookup's listening window ended (for :meth:`HostResolver.settle`)."""
+    taken: dict[str, DnsResult] = {}
+    token = _early_answers.set(taken)
+    try:
+        yield taken
+    finally:
+        _early_answers.reset(token)
 
 
 @dataclass(slots=True)
@@ -50,13 +87,18 @@ class HostResolver:
 
     def __init__(self, net: Network, cfg: RunConfig,
                  seed: dict[str, DnsResult] | None = None,
-                 expected: Mapping[str, Sequence[str]] | None = None) -> None:
+                 expected: Mapping[str, Sequence[str]] | None = None,
+                 max_outstanding: int = MAX_OUTSTANDING_QUERIES) -> None:
         self._net = net
         self._cfg = cfg
+        self._pace = asyncio.Semaphore(max(1, max_outstanding))
         self._tasks: dict[str, asyncio.Task[DnsResult]] = {}
+        self._answers: dict[str, asyncio.Future[DnsResult]] = {}
         self._probes: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._controls: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._seed = dict(seed or {})
+        self._doh: httpx.AsyncClient | None = None
+        self._doh_pace = asyncio.Semaphore(DOH_HOSTS_AT_ONCE)
         # host -> networks its answers are expected in (the union over the plan)
         self._expected = {h.lower().rstrip("."): tuple(n) for h, n in (expected or {}).items()}
         self.started: list[str] = []  # hosts looked up in this pass (not seeded)
@@ -76,9 +118,26 @@ class HostResolver:
         url = self._cfg.doh_url
         if url is None:
             raise ValueError("no control resolver configured (--doh)")
-        return _once(self._controls, host,
-                     lambda: control_lookup(self._net, url, host, deadline,
-                                            self._cfg.ca_bundle))
+        if self._doh is None:
+            # One client for the pass, a few hosts at a time: ~80 queries share a few
+            # kept-alive connections instead of a TLS handshake each (CPU that stalls
+            # every check's timers).
+            self._doh = self._net.http_client(timeout_s=self._cfg.timeout_s,
+                                              ca_bundle=self._cfg.ca_bundle)
+        client, pace = self._doh, self._doh_pace
+
+        async def paced() -> dict[str, Any]:
+            async with pace:
+                return await control_lookup(self._net, url, host, deadline,
+                                            self._cfg.ca_bundle, client)
+
+        return _once(self._controls, host, paced)
+
+    async def aclose(self) -> None:
+        """Close what the pass kept open (the control resolver's connections)."""
+        if self._doh is not None:
+            await self._doh.aclose()
+            self._doh = None
 
     def server(self) -> tuple[str, int] | None:
         if self._cfg.resolver:
@@ -95,16 +154,66 @@ class HostResolver:
                 and t.exception() is None}
 
     async def resolve(self, host: str, deadline: float) -> DnsResult:
+        """The host's answer as soon as it is in (see the module docstring)."""
         if host in self._seed:
             return self._seed[host]
-        task = self._tasks.get(host)
-        if task is None:
-            task = asyncio.ensure_future(self._lookup(host, deadline))
-            self._tasks[host] = task
+        self._start(host, deadline)
+        answer = await asyncio.shield(self._answers[host])
+        taken = _early_answers.get()
+        if taken is not None and not self._tasks[host].done():
+            taken.setdefault(host, answer)
+        return answer
+
+    async def lookup(self, host: str, deadline: float) -> DnsResult:
+        """The whole lookup, listening window included (the ``dns`` measurement)."""
+        if host in self._seed:
+            return self._seed[host]
+        self._start(host, deadline)
+        return await asyncio.shield(self._tasks[host])
+
+    async def settle(self, taken: Mapping[str, DnsResult], keys: dict[str, Any],
+                     timeout_s: float) -> dict[str, Any]:
+        """A check's test keys once the lookups it took early answers from are over: if
+        one of them failed after all (a late, different reply: injection), the check's
+        result is that DNS failure (``failed_operation = "resolve"``), with what it
+        measured on the early answer kept under ``early_answer``."""
+        for host, early in taken.items():
+            if early.failure is not None or keys.get("failed_operation") == "resolve":
+                continue
+            try:
+                final = await asyncio.wait_for(asyncio.shield(self._tasks[host]),
+                                               max(timeout_s, 0.0))
+            except TimeoutError:
+                continue  # the window outlasted the check's grace: the answer stands
+            if final.failure is not None:
+                return {"failure": final.failure, "failed_operation": "resolve",
+                        "early_answer": {"hostname": host, "addresses": early.addresses,
+                                         "test_keys": keys}}
+        return keys
+
+    def _start(self, host: str, deadline: float) -> None:
+        if host not in self._tasks:
+            self._answers[host] = asyncio.get_running_loop().create_future()
+            self._tasks[host] = asyncio.ensure_future(self._lookup(host, deadline))
             self.started.append(host)
-        return await asyncio.shield(task)
 
     async def _lookup(self, host: str, deadline: float) -> DnsResult:
+        answer = self._answers[host]
+        try:
+            result = await self._exchange(host, deadline)
+        except asyncio.CancelledError:
+            answer.cancel()
+            raise
+        except BaseException as exc:
+            if not answer.done():
+                answer.set_exception(exc)
+                answer.exception()  # retrieved: the lookup task reports it too
+            raise
+        if not answer.done():
+            answer.set_result(result)
+        return result
+
+    async def _exchange(self, host: str, deadline: float) -> DnsResult:
         try:
             literal = ipaddress.ip_address(host)
         except ValueError:
@@ -119,10 +228,29 @@ class HostResolver:
                 "failure": failures.DNS_NO_RESOLVER, "hostname": host, "resolver": None,
                 "queries": [], "addresses": []})
         ip, port = server
+        early: dict[str, dict[str, Any]] = {}
+        answer = self._answers[host]
+
+        def on_answer(record: dict[str, Any]) -> None:
+            early[record["query_type"]] = record
+            if len(early) == 2 and not answer.done():
+                found = self._judge(host, ip, port, early["A"], early["AAAA"])
+                # Only a usable answer goes out early: a failure (a forged bogon, say)
+                # waits for the whole lookup, where a late reply may show injection.
+                if found.failure is None:
+                    answer.set_result(found)
+
         a, aaaa = await asyncio.gather(
-            query(self._net, ip, port, host, "A", deadline),
-            query(self._net, ip, port, host, "AAAA", deadline),
+            query(self._net, ip, port, host, "A", deadline, pace=self._pace,
+                  on_answer=on_answer),
+            query(self._net, ip, port, host, "AAAA", deadline, pace=self._pace,
+                  on_answer=on_answer),
         )
+        return self._judge(host, ip, port, a, aaaa)
+
+    def _judge(self, host: str, ip: str, port: int, a: dict[str, Any],
+               aaaa: dict[str, Any]) -> DnsResult:
+        """The lookup's result from its A and AAAA records."""
         addresses = [*a["addresses"], *aaaa["addresses"]]
         failure = None if addresses else _overall_failure(a["failure"], aaaa["failure"])
         keys: dict[str, Any] = {

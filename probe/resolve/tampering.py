@@ -26,6 +26,8 @@ from probe.bogons import in_expected, is_bogon
 from probe.resolve.wire import fill_answers
 
 if TYPE_CHECKING:
+    import httpx
+
     from probe.net import Network
 
 # How long an injection probe waits for a forged reply (bounded by the check's budget).
@@ -52,8 +54,11 @@ def control_disagrees(system: Sequence[str], control: Sequence[str],
 
 
 async def doh_query(net: Network, url: str, qname: str, rdtype: str, deadline: float,
-                    ca_bundle: str | None = None) -> dict[str, Any]:
-    """One RFC 8484 POST to ``url``; a df-002 query record with ``engine = "doh"``."""
+                    ca_bundle: str | None = None,
+                    client: httpx.AsyncClient | None = None) -> dict[str, Any]:
+    """One RFC 8484 POST to ``url``; a df-002 query record with ``engine = "doh"``.
+    ``client``: a client shared by the pass's queries (its connections are reused, a
+    TLS handshake each saved); without one, a client of its own."""
     import dns.message
     import dns.rdatatype
 
@@ -65,13 +70,16 @@ async def doh_query(net: Network, url: str, qname: str, rdtype: str, deadline: f
         "query_type": rdtype, "hostname": qname, "engine": "doh", "resolver_address": url,
         "answers": [], "addresses": [], "rcode": None, "failure": None, "t": 0.0,
     }
+    body, headers = q.to_wire(), {"content-type": "application/dns-message",
+                                  "accept": "application/dns-message"}
     try:
-        async with net.http_client(timeout_s=max(deadline - t0, 0.01),
-                                   ca_bundle=ca_bundle) as client:
-            response = await client.post(
-                url, content=q.to_wire(),
-                headers={"content-type": "application/dns-message",
-                         "accept": "application/dns-message"})
+        if client is not None:
+            response = await client.post(url, content=body, headers=headers,
+                                         timeout=max(deadline - t0, 0.01))
+        else:
+            async with net.http_client(timeout_s=max(deadline - t0, 0.01),
+                                       ca_bundle=ca_bundle) as own:
+                response = await own.post(url, content=body, headers=headers)
         record["status_code"] = response.status_code
         if response.status_code != 200:
             record["failure"] = failures.HTTP_UNEXPECTED_STATUS
@@ -88,10 +96,12 @@ async def doh_query(net: Network, url: str, qname: str, rdtype: str, deadline: f
 
 
 async def control_lookup(net: Network, url: str, host: str, deadline: float,
-                         ca_bundle: str | None = None) -> dict[str, Any]:
+                         ca_bundle: str | None = None,
+                         client: httpx.AsyncClient | None = None) -> dict[str, Any]:
     """A and AAAA for ``host`` through the control resolver."""
-    a, aaaa = await asyncio.gather(doh_query(net, url, host, "A", deadline, ca_bundle),
-                                   doh_query(net, url, host, "AAAA", deadline, ca_bundle))
+    a, aaaa = await asyncio.gather(
+        doh_query(net, url, host, "A", deadline, ca_bundle, client),
+        doh_query(net, url, host, "AAAA", deadline, ca_bundle, client))
     addresses = [*a["addresses"], *aaaa["addresses"]]
     failure = None
     if not addresses:

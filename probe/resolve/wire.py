@@ -9,12 +9,19 @@ the first valid reply the exchange keeps listening a little longer (Hold-On): an
 injector cannot suppress the real answer, so a second, *different* reply to a query sent
 once is injection (``dns_injected_reply``). Records follow OONI df-002 (``queries[]``
 with ``answers[]``, ``rcode``, ``failure``).
+
+Two hooks serve the run's resolver (:mod:`probe.resolve.resolver`): ``pace``, a semaphore
+held while a query is outstanding (from its first send until its first valid reply, or
+the end of the exchange), keeps a burst of lookups from flooding a small router's DNS
+proxy; ``on_answer`` gets the record as it stands at the first valid reply, so checks
+using the host can start while the exchange still listens for late duplicates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from probe import failures
@@ -36,10 +43,16 @@ _RCODE_FAILURE = {
     "REFUSED": failures.DNS_REFUSED,
 }
 
+AnswerHook = Callable[[dict[str, Any]], None]
+
+
 async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str,
-                deadline: float, duplicates: bool = True) -> dict[str, Any]:
+                deadline: float, duplicates: bool = True, *,
+                pace: asyncio.Semaphore | None = None,
+                on_answer: AnswerHook | None = None) -> dict[str, Any]:
     """One question to one server, with retransmission; a df-002 query record.
-    ``duplicates=False`` returns at the first valid reply (lookups that measure nothing)."""
+    ``duplicates=False`` returns at the first valid reply (lookups that measure nothing).
+    ``pace`` and ``on_answer``: see the module docstring."""
     import dns.flags
     import dns.message
     import dns.rdatatype
@@ -57,7 +70,7 @@ async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str
     }
     try:
         reply = await _udp_exchange(net, server_ip, port, q, wire, deadline, record,
-                                    duplicates)
+                                    duplicates, pace, on_answer)
         if reply is not None and reply.flags & dns.flags.TC:
             record["engine"] = "tcp"
             reply = await _tcp_exchange(net, server_ip, port, q, wire, deadline, record)
@@ -93,17 +106,30 @@ def _judge_duplicates(record: dict[str, Any]) -> None:
 
 
 async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
-                        deadline: float, record: dict[str, Any], duplicates: bool = True) -> Any:
+                        deadline: float, record: dict[str, Any], duplicates: bool = True,
+                        pace: asyncio.Semaphore | None = None,
+                        on_answer: AnswerHook | None = None) -> Any:
     import dns.exception
     import dns.flags
     import dns.message
     import dns.rdatatype
 
     loop = asyncio.get_running_loop()
+    if pace is not None:
+        try:
+            await asyncio.wait_for(pace.acquire(), max(deadline - loop.time(), 0.0))
+        except TimeoutError:
+            return None  # never sent: the budget ran out waiting for a slot
+    paced = pace
     t0 = loop.time()
-    flow = await net.udp_open(ip, port)
     first: Any = None
     listen_until = deadline
+    try:
+        flow = await net.udp_open(ip, port)
+    except BaseException:
+        if paced is not None:
+            paced.release()
+        raise
     try:
         rto = FIRST_RTO_S
         next_send = loop.time()
@@ -143,14 +169,24 @@ async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
                      "t": round(loop.time() - t0, 4)})
                 continue
             first = reply
+            if paced is not None:  # answered: no longer outstanding
+                paced.release()
+                paced = None
             if reply.flags & dns.flags.TC or not duplicates:
                 return first
+            if on_answer is not None:
+                early = {**record, "answers": [], "addresses": []}
+                fill_answers(early, reply, dns.rdatatype.to_text(q.question[0].rdtype))
+                early["t"] = round(loop.time() - t0, 4)
+                on_answer(early)
             now = loop.time()
             # Never more than a tenth of what is left: every check using the host waits.
             window = min(max(DUPLICATE_MIN_S, DUPLICATE_RTT_FACTOR * (now - t0)),
                          DUPLICATE_MAX_S, DUPLICATE_BUDGET_SHARE * (deadline - now))
             listen_until = min(now + window, deadline)
     finally:
+        if paced is not None:
+            paced.release()
         flow.close()
 
 

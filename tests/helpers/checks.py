@@ -12,7 +12,7 @@ from typing import Any
 from probe.checks import CheckContext, get_check
 from probe.model import Endpoint, RunConfig
 from probe.net import Network
-from probe.resolve import DnsResult, HostResolver
+from probe.resolve import DnsResult, HostResolver, early_answers
 from probe.testing import FakeNetwork, reflector_responder
 
 
@@ -32,7 +32,12 @@ async def run_check(net: Network, ep: Endpoint, cfg: RunConfig | None = None, *,
     host = ep.target_host
     expected = {host: ep.expected_networks} if host and ep.expected_networks else None
     module = get_check(ep.check)
-    keys = await module.run(ep, context(net, cfg, seed=seed, expected=expected))
+    ctx = context(net, cfg, seed=seed, expected=expected)
+    # As the runner does: the check starts on its host's first answer and is settled
+    # against the whole lookup when it ends.
+    with early_answers() as taken:
+        keys = await module.run(ep, ctx)
+    keys = await ctx.resolver.settle(taken, keys, ctx.remaining() + 1.0)
     stored: dict[str, Any] = json.loads(json.dumps(keys))  # what a results file holds
     assert "failure" in stored
     return stored, module.methods(stored)

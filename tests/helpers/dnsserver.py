@@ -97,3 +97,31 @@ def answer(request: dns.message.Message, address: str) -> dns.message.Message:
     if request.question[0].rdtype == 1:
         reply.answer.append(dns.rrset.from_text(name, 30, "IN", "A", address))
     return reply
+
+
+class QueueingDnsServer(LoopbackDnsServer):
+    """Answers every query ``delay_s`` after it came in (a resolver that takes its time,
+    as a home router forwarding upstream does) and counts the queries it holds at once:
+    ``max_in_flight`` is the most queries received and not yet answered."""
+
+    def __init__(self, handle: Handler, delay_s: float = 0.05) -> None:
+        super().__init__(handle)
+        self.delay_s = delay_s
+        self.sock.settimeout(0.005)
+        self._held: list[tuple[float, bytes, Any]] = []
+        self.max_in_flight = 0
+
+    def _serve_once(self) -> None:
+        import time
+
+        try:
+            data, peer = self.sock.recvfrom(65535)
+            self._held.append((time.monotonic() + self.delay_s, data, peer))
+            self.max_in_flight = max(self.max_in_flight, len(self._held))
+        except (TimeoutError, OSError):
+            pass
+        now = time.monotonic()
+        due = [h for h in self._held if h[0] <= now]
+        self._held = [h for h in self._held if h[0] > now]
+        for _, data, peer in due:
+            self._answer(data, peer)
