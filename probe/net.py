@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import httpx
 
+# Datagrams a UDP flow holds that its check has not read yet. A censor can spray junk at a
+# flow faster than a check reads it; what does not fit is dropped, so memory stays bounded.
+UDP_QUEUE_DATAGRAMS = 128
+
 
 class TcpStream(Protocol):
     local_address: tuple[str, int]
@@ -147,15 +151,31 @@ def _tls_info(writer: asyncio.StreamWriter) -> TlsInfo:
                    peer_subject=subject, alpn=sslobj.selected_alpn_protocol())
 
 
+def udp_inbox() -> asyncio.Queue[bytes | BaseException]:
+    """A flow's queue of datagrams (and ICMP errors) not read yet, bounded by
+    :data:`UDP_QUEUE_DATAGRAMS`: :func:`offer` drops what does not fit."""
+    return asyncio.Queue(maxsize=UDP_QUEUE_DATAGRAMS)
+
+
+def offer(inbox: asyncio.Queue[bytes | BaseException], item: bytes | BaseException) -> bool:
+    """Queue ``item`` unless the flow's inbox is full (then it is dropped, as a full
+    socket buffer drops it); whether it was queued."""
+    try:
+        inbox.put_nowait(item)
+    except asyncio.QueueFull:
+        return False
+    return True
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self.queue = udp_inbox()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.queue.put_nowait(data)
+        offer(self.queue, data)
 
     def error_received(self, exc: Exception) -> None:
-        self.queue.put_nowait(exc)
+        offer(self.queue, exc)
 
 
 class _AsyncioUdpFlow:

@@ -31,7 +31,7 @@ from probe import pseudonym
 from probe.model import Identity, Plan, Record, RunConfig
 from probe.net import Network, RealNetwork
 from probe.privacy import scrub
-from probe.results import ResultsWriter, results_filename
+from probe.results import ResultsWriter, fit_line, results_filename
 from probe.runner import ProgressFn, RunInfo, ooni_time, run_plan
 from probe.verdicts import fallback_lines, overall_exit_code, reflector_left_out, summarize
 
@@ -198,7 +198,9 @@ class _Output:
     def _write(self, record: Record) -> None:
         assert self.writer is not None
         stamped = self.info.stamp({k: v for k, v in record.items() if not k.startswith("_")})
-        clean = scrub(stamped, self.secrets)
+        # Cut to the collector's line limit before it is written and judged, so that the
+        # verdicts read from the file are the ones computed now.
+        clean = fit_line(scrub(stamped, self.secrets))
         self.writer.write(clean)
         self.written.append(clean)
 

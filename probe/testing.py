@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from probe import reflector, stun
 from probe.lab.censor import APP_STUN, PARAM_CHOICES, RULES, Selection, is_stun
-from probe.net import TlsInfo
+from probe.net import TlsInfo, offer, udp_inbox
 
 if TYPE_CHECKING:
     import httpx
@@ -625,7 +625,7 @@ class _FakeUdpFlow:
     def __init__(self, net: FakeNetwork, ip: str, port: int) -> None:
         self._net = net
         self._peer = (ip, port)
-        self._inbox: asyncio.Queue[Reply] = asyncio.Queue()
+        self._inbox = udp_inbox()  # bounded as the real flow's is
         self.local_address = CLIENT
 
     async def send(self, data: bytes) -> None:
@@ -637,7 +637,7 @@ class _FakeUdpFlow:
             self._deliver(forged)
         verdict = net.censor.udp_verdict(CLIENT, self._peer, data, loop.time())
         if verdict == "reject":  # ICMP admin-prohibited
-            self._inbox.put_nowait(OSError(errno.EHOSTUNREACH, "No route to host"))
+            offer(self._inbox, OSError(errno.EHOSTUNREACH, "No route to host"))
         if verdict is not None:
             return
         # An injector releases the query after its forgery: the real answer comes second.
@@ -653,7 +653,7 @@ class _FakeUdpFlow:
             now = asyncio.get_running_loop().time()
             if self._net.censor.udp_verdict(self._peer, CLIENT, reply, now) is not None:
                 return
-        self._inbox.put_nowait(reply)
+        offer(self._inbox, reply)
 
     async def recv(self, timeout_s: float) -> bytes:
         item = await asyncio.wait_for(self._inbox.get(), max(timeout_s, 0.0))

@@ -45,3 +45,60 @@ def test_a_missing_bundle_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(FileNotFoundError):
         make_ssl_context(str(missing))
+
+
+async def test_a_udp_flow_holds_a_bounded_number_of_unread_datagrams() -> None:
+    """A censor spraying junk at a flow faster than its check reads fills a bounded queue;
+    the rest is dropped, so the probe's memory does not grow with the flood."""
+    import asyncio
+    import socket
+
+    from probe.net import UDP_QUEUE_DATAGRAMS, RealNetwork
+
+    sprayer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sprayer.bind(("127.0.0.1", 0))
+    sprayer.setblocking(False)
+    try:
+        flow = await RealNetwork().udp_open("127.0.0.1", sprayer.getsockname()[1])
+        sent = 0
+        for _ in range(20):  # in rounds, letting the event loop take them in
+            for _ in range(UDP_QUEUE_DATAGRAMS // 2):
+                try:
+                    sprayer.sendto(b"junk", flow.local_address)
+                    sent += 1
+                except BlockingIOError:
+                    break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        queued = 0
+        while True:
+            try:
+                assert await flow.recv(0.05) == b"junk"
+            except TimeoutError:
+                break
+            queued += 1
+        flow.close()
+    finally:
+        sprayer.close()
+    assert sent >= 4 * UDP_QUEUE_DATAGRAMS
+    assert 0 < queued <= UDP_QUEUE_DATAGRAMS
+
+
+async def test_the_fake_flow_is_bounded_as_the_real_one() -> None:
+    from probe import failures
+    from probe.model import Endpoint
+    from probe.net import UDP_QUEUE_DATAGRAMS
+    from probe.results import KEEP_EVENTS
+    from probe.testing import FAKE_NETWORKS, FakeNetwork
+    from tests.helpers.checks import run_check
+
+    net = FakeNetwork(names={"stun.test": ["198.18.2.10"]})
+    net.udp[("198.18.2.10", 3478)] = lambda data: [b"junk" * 12] * 5000
+    ep = Endpoint(service="s", function="calls", check="stun", host="stun.test", port=3478,
+                  expected_networks=FAKE_NETWORKS)
+    keys, _ = await run_check(net, ep, budget=1.0)
+    tx = keys["stun_binding"]
+    assert keys["failure"] == failures.STUN_MALFORMED_REPLY
+    assert len(tx["received"]) == KEEP_EVENTS
+    # Each send brings 5000 junk replies; the flow holds at most the queue's worth of each.
+    assert KEEP_EVENTS < tx["received_total"] <= UDP_QUEUE_DATAGRAMS * len(tx["sends"])

@@ -140,3 +140,58 @@ def test_folders_are_searched_but_hidden_parts_are_skipped(tmp_path: Path) -> No
     assert expand_paths([hidden]) == [hidden]  # a file named directly is always taken
     with pytest.raises(ResultsError, match="no such file or folder"):
         expand_paths([tmp_path / "missing"])
+
+
+def test_note_event_keeps_the_first_few_and_the_latest_and_counts_all() -> None:
+    from probe.results import KEEP_EVENTS, Events, note_event
+
+    record: dict[str, object] = {"ignored": []}
+    for i in range(3):
+        note_event(record, "ignored", i)
+    assert record == {"ignored": [0, 1, 2]}  # under the cap: as before, no count
+    for i in range(3, 1000):
+        note_event(record, "ignored", i)
+    assert record["ignored"] == [*range(KEEP_EVENTS - 1), 999]
+    assert record["ignored_total"] == 1000
+    events = Events()
+    for i in range(20):
+        events.add(i)
+    assert events.to_json("received") == {"received": [*range(KEEP_EVENTS - 1), 19],
+                                          "received_total": 20}
+
+
+def test_no_line_outgrows_the_collectors_limit(tmp_path: Path) -> None:
+    from probe.collector.validate import parse_upload
+    from probe.results import KEEP_EVENTS, MAX_LINE_BYTES, fit_line, line_bytes
+
+    base = {"schema_version": 1, "report_id": "r", "test_name": "dns"}
+    small = {**base, "test_keys": {"failure": None, "queries": [1, 2]}}
+    assert fit_line(small) is small  # what fits is written as it is
+    flood = {**base, "test_keys": {"failure": "dns_server_misbehaving", "queries": [
+        {"hostname": "a.test", "ignored_replies": [{"reason": "x", "num_bytes": 48}] * 40_000}]}}
+    blob = {**base, "test_keys": {"failure": None, "reason": "x" * (3 * MAX_LINE_BYTES)}}
+    wide = {**base, "test_keys": {"failure": "f", "failed_operation": "stun", **{
+        f"k{i}": {"n": i} for i in range(100_000)}}}
+    for big in (flood, blob, wide):
+        size = len(line_bytes(big))
+        assert size > MAX_LINE_BYTES
+        cut = fit_line(big)
+        assert len(line_bytes(cut)) <= MAX_LINE_BYTES
+        assert cut["test_keys"]["failure"] == big["test_keys"]["failure"]
+        assert cut["test_keys"]["cut_to_fit"] == {"bytes": size, "limit": MAX_LINE_BYTES}
+    query = fit_line(flood)["test_keys"]["queries"][0]
+    assert len(query["ignored_replies"]) == KEEP_EVENTS
+    assert query["ignored_replies_total"] == 40_000
+    assert fit_line(wide)["test_keys"]["failed_operation"] == "stun"
+
+    path = tmp_path / "r.jsonl"
+    with ResultsWriter(path) as w:  # the writer cuts what a caller did not
+        w.write(flood)
+    assert len(path.read_bytes()) <= MAX_LINE_BYTES + 1
+    with pytest.raises(ValueError, match="cannot be cut"):
+        fit_line({"record": "summary", "notes": {f"k{i}": i for i in range(200_000)}})
+    # The collector's limit is this one constant.
+    line = line_bytes(fit_line(blob))
+    assert len(line) <= MAX_LINE_BYTES
+    with pytest.raises(Exception, match=f"{MAX_LINE_BYTES} bytes"):
+        parse_upload(line_bytes(blob) + b"\n", partial=True)

@@ -33,6 +33,7 @@ from probe.checks._base import (
 from probe.checks._payloads import PayloadMaker
 from probe.checks._reflector import control_methods, reflector_control
 from probe.model import Endpoint
+from probe.results import Events
 
 RTO_S = 0.5  # RFC 8489 6.2.1: initial RTO >= 500 ms
 MAX_SENDS = 7  # Rc
@@ -62,7 +63,8 @@ class Transaction:
     port: int
     request_type: str
     sends: list[float] = field(default_factory=list)  # seconds since the first send
-    received: list[dict[str, Any]] = field(default_factory=list)
+    # What came back: the first few datagrams and the latest (probe.results.keep_event).
+    received: Events = field(default_factory=Events)
     failure: str | None = failures.GENERIC_TIMEOUT
     response: stun.StunMessage | None = None
     rtt_s: float | None = None
@@ -71,7 +73,7 @@ class Transaction:
     def to_json(self, include_ip: bool, local: tuple[str, int] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "ip": self.ip, "port": self.port, "request_type": self.request_type,
-            "sends": [round(t, 4) for t in self.sends], "received": self.received,
+            "sends": [round(t, 4) for t in self.sends], **self.received.to_json("received"),
             "failure": self.failure, "rtt_s": None if self.rtt_s is None else round(self.rtt_s, 4),
         }
         if self.response is not None:
@@ -169,7 +171,7 @@ async def stun_transaction(ctx: CheckContext, ip: str, port: int,
                 continue
             except OSError as exc:  # an ICMP error for this flow: a hard failure
                 tx.failure = udp_failure(exc)
-                tx.received.append({"t": round(loop.time() - t0, 4), "kind": "icmp",
+                tx.received.add({"t": round(loop.time() - t0, 4), "kind": "icmp",
                                     "failure": tx.failure})
                 return tx
             t = round(loop.time() - t0, 4)
@@ -177,28 +179,28 @@ async def stun_transaction(ctx: CheckContext, ip: str, port: int,
                 reply = stun.parse(raw)
             except stun.StunParseError as exc:
                 seen_malformed = True
-                tx.received.append({"t": t, "kind": "malformed", "bytes": len(raw),
+                tx.received.add({"t": t, "kind": "malformed", "bytes": len(raw),
                                     "reason": str(exc)})
                 continue
             if reply.transaction_id != request.transaction_id:
                 seen_unexpected = True
-                tx.received.append({"t": t, "kind": "unexpected", "bytes": len(raw),
+                tx.received.add({"t": t, "kind": "unexpected", "bytes": len(raw),
                                     "reason": "transaction ID is not ours",
                                     "type": f"{reply.msg_type:#06x}"})
                 continue
             problem = validate_reply(request, reply, ":" in ip)
             if problem == "unexpected":
                 seen_unexpected = True
-                tx.received.append({"t": t, "kind": "unexpected", "bytes": len(raw),
+                tx.received.add({"t": t, "kind": "unexpected", "bytes": len(raw),
                                     "reason": "not a response to our request",
                                     "type": f"{reply.msg_type:#06x}"})
                 continue
             if problem is not None:
                 seen_malformed = True
-                tx.received.append({"t": t, "kind": "malformed", "bytes": len(raw),
+                tx.received.add({"t": t, "kind": "malformed", "bytes": len(raw),
                                     "reason": problem})
                 continue
-            tx.received.append({"t": t, "kind": "response", "bytes": len(raw),
+            tx.received.add({"t": t, "kind": "response", "bytes": len(raw),
                                 "type": f"{reply.msg_type:#06x}"})
             tx.response = reply
             tx.rtt_s = loop.time() - t0 - tx.sends[-1]

@@ -38,6 +38,7 @@ from probe.checks._base import (
 from probe.checks._stun import describe_response, evaluate_allocate, validate_reply
 from probe.checks._tcp import connect_methods
 from probe.model import Endpoint
+from probe.results import Events
 
 if TYPE_CHECKING:
     from probe.net import TcpStream
@@ -104,7 +105,7 @@ class StreamAllocate:
     failed_operation: str | None = None
     connect_s: float | None = None
     tls: dict[str, Any] | None = None
-    received: list[dict[str, Any]] = field(default_factory=list)
+    received: Events = field(default_factory=Events)  # the first few and the latest
     response: stun.StunMessage | None = None
     rtt_s: float | None = None
 
@@ -114,7 +115,7 @@ class StreamAllocate:
             "request_type": self.request_type, "failure": self.failure,
             "failed_operation": self.failed_operation,
             "connect_s": None if self.connect_s is None else round(self.connect_s, 4),
-            "tls": self.tls, "received": self.received,
+            "tls": self.tls, **self.received.to_json("received"),
             "rtt_s": None if self.rtt_s is None else round(self.rtt_s, 4),
         }
         if self.response is not None:
@@ -181,12 +182,12 @@ async def allocate_over_stream(ctx: CheckContext, ip: str, port: int, transport:
             kind, raw = await reader.message(deadline)
             t = round(loop.time() - t0, 4)
             if kind == "channel_data":
-                record.received.append({"t": t, "kind": "channel_data", "bytes": len(raw)})
+                record.received.add({"t": t, "kind": "channel_data", "bytes": len(raw)})
                 continue
             try:
                 reply = stun.parse(raw)
             except stun.StunParseError as exc:
-                record.received.append({"t": t, "kind": "malformed", "bytes": len(raw),
+                record.received.add({"t": t, "kind": "malformed", "bytes": len(raw),
                                         "reason": str(exc)})
                 record.failure = failures.STUN_MALFORMED_REPLY
                 return record  # no resynchronisation on a stream
@@ -195,15 +196,15 @@ async def allocate_over_stream(ctx: CheckContext, ip: str, port: int, transport:
             problem = problem or validate_reply(request, reply, ":" in ip)
             if problem is not None:
                 if problem.startswith("malformed"):
-                    record.received.append({"t": t, "kind": "malformed", "bytes": len(raw),
+                    record.received.add({"t": t, "kind": "malformed", "bytes": len(raw),
                                             "reason": problem})
                     record.failure = failures.STUN_MALFORMED_REPLY
                     return record
                 seen_unexpected = True
-                record.received.append({"t": t, "kind": "unexpected", "bytes": len(raw),
+                record.received.add({"t": t, "kind": "unexpected", "bytes": len(raw),
                                         "reason": problem, "type": f"{reply.msg_type:#06x}"})
                 continue
-            record.received.append({"t": t, "kind": "response", "bytes": len(raw),
+            record.received.add({"t": t, "kind": "response", "bytes": len(raw),
                                     "type": f"{reply.msg_type:#06x}"})
             record.response = reply
             record.rtt_s = loop.time() - t0
@@ -212,7 +213,7 @@ async def allocate_over_stream(ctx: CheckContext, ip: str, port: int, transport:
                 record.failed_operation = None
             return record
     except FramingError as exc:
-        record.received.append({"t": round(loop.time() - t0, 4), "kind": "malformed",
+        record.received.add({"t": round(loop.time() - t0, 4), "kind": "malformed",
                                 "reason": str(exc)})
         record.failure = failures.STUN_MALFORMED_REPLY
     except TimeoutError:

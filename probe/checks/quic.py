@@ -28,6 +28,7 @@ from probe.checks._base import (
 )
 from probe.checks._stun import MAX_SENDS, RTO_S
 from probe.model import Endpoint
+from probe.results import note_event
 
 NAME = "quic"
 VERSION = "0.1.0"
@@ -118,9 +119,10 @@ async def _ping(ctx: CheckContext, ip: str, port: int) -> dict[str, Any]:
             versions = parse_version_negotiation(data, dcid, scid)
             if versions is None:
                 out["unexpected_responses"] += 1
-                out["responses"].append({"t": t, "bytes": len(data), "kind": "unexpected"})
+                note_event(out, "responses", {"t": t, "bytes": len(data), "kind": "unexpected"})
                 continue
-            out["responses"].append({"t": t, "bytes": len(data), "kind": "version_negotiation"})
+            note_event(out, "responses",
+                       {"t": t, "bytes": len(data), "kind": "version_negotiation"})
             out["supported_versions"] = [f"{v:#010x}" for v in versions]
             out["failure"] = None
             return out

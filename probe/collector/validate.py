@@ -26,12 +26,14 @@ from datetime import datetime
 from typing import Any
 
 from probe import SCHEMA_VERSION
+from probe.results import MAX_LINE_BYTES
 
 Record = dict[str, Any]
 
 MAX_BYTES_DEFAULT = 32 * 1024 * 1024
 MAX_LINES_DEFAULT = 200_000
-MAX_LINE_BYTES = 1024 * 1024
+# A line's limit, MAX_LINE_BYTES, is the results format's (probe.results): the probe's
+# writer never writes a longer line, so no censor's junk can get a report refused.
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")

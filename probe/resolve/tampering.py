@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from probe import failures
 from probe.bogons import in_expected, is_bogon
 from probe.resolve.wire import fill_answers
+from probe.results import note_event
 
 if TYPE_CHECKING:
     import httpx
@@ -149,18 +150,18 @@ async def injection_probe(net: Network, target_ip: str, qname: str, deadline: fl
             try:
                 reply = dns.message.from_wire(data)
             except dns.exception.DNSException:
-                record["replies"].append({"valid": False, "num_bytes": len(data),
+                note_event(record, "replies", {"valid": False, "num_bytes": len(data),
                                           "t": round(loop.time() - t0, 4)})
                 continue
             if not q.is_response(reply):
-                record["replies"].append({"valid": False, "num_bytes": len(data),
+                note_event(record, "replies", {"valid": False, "num_bytes": len(data),
                                           "reason": failures.DNS_WRONG_QUERY_ID,
                                           "t": round(loop.time() - t0, 4)})
                 continue
             entry: dict[str, Any] = {"query_type": "A", "answers": [], "addresses": [],
                                      "rcode": None, "failure": None}
             fill_answers(entry, reply, "A")
-            record["replies"].append({"valid": True, "rcode": entry["rcode"],
+            note_event(record, "replies", {"valid": True, "rcode": entry["rcode"],
                                       "addresses": entry["addresses"],
                                       "t": round(loop.time() - t0, 4)})
             record["injected"] = True

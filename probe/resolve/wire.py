@@ -4,7 +4,8 @@ Queries are built with dnspython and sent through the network seam (:mod:`probe.
 that NXDOMAIN, SERVFAIL, REFUSED, silence, malformed replies and ICMP errors are told
 apart (getaddrinfo would fold them together). Retransmission: the same query again after
 1 s, 2 s, 4 s ... within the budget; a reply with the wrong ID or question is ignored
-(recorded) and the exchange keeps waiting. A truncated reply is retried over TCP. After
+(recorded: the first few, the latest and how many, :func:`probe.results.note_event`) and
+the exchange keeps waiting. A truncated reply is retried over TCP. After
 the first valid reply the exchange keeps listening a little longer (Hold-On): an on-path
 injector cannot suppress the real answer, so a second, *different* reply to a query sent
 once is injection (``dns_injected_reply``). Records follow OONI df-002 (``queries[]``
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from probe import failures
+from probe.results import note_event
 
 if TYPE_CHECKING:
     from probe.net import Network
@@ -69,8 +71,8 @@ async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str
         "attempts": 0, "ignored_replies": [], "late_replies": [], "t0": 0.0, "t": 0.0,
     }
     try:
-        reply = await _udp_exchange(net, server_ip, port, q, wire, deadline, record,
-                                    duplicates, pace, on_answer)
+        reply, differing = await _udp_exchange(net, server_ip, port, q, wire, deadline,
+                                               record, duplicates, pace, on_answer)
         if reply is not None and reply.flags & dns.flags.TC:
             record["engine"] = "tcp"
             reply = await _tcp_exchange(net, server_ip, port, q, wire, deadline, record)
@@ -85,7 +87,10 @@ async def query(net: Network, server_ip: str, port: int, qname: str, rdtype: str
         record["failure"] = ignored[-1]["reason"] if ignored else failures.GENERIC_TIMEOUT
         return record
     fill_answers(record, reply, rdtype)
-    _judge_duplicates(record)
+    if differing and record["attempts"] == 1:
+        # Differing replies to a query sent once: one of them was injected.
+        record["injected_first"] = _reply_summary(reply, rdtype)
+        record["failure"] = failures.DNS_INJECTED
     return record
 
 
@@ -95,20 +100,12 @@ def _reply_summary(reply: Any, rdtype: str) -> dict[str, Any]:
     return {"rcode": entry["rcode"], "addresses": sorted(entry["addresses"])}
 
 
-def _judge_duplicates(record: dict[str, Any]) -> None:
-    """Differing replies to a query sent once: one of them was injected."""
-    first = {"rcode": record["rcode"], "addresses": sorted(record["addresses"])}
-    differing = [r for r in record["late_replies"]
-                 if (r["rcode"], r["addresses"]) != (first["rcode"], first["addresses"])]
-    if differing and record["attempts"] == 1:
-        record["injected_first"] = first
-        record["failure"] = failures.DNS_INJECTED
-
-
 async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
                         deadline: float, record: dict[str, Any], duplicates: bool = True,
                         pace: asyncio.Semaphore | None = None,
-                        on_answer: AnswerHook | None = None) -> Any:
+                        on_answer: AnswerHook | None = None) -> tuple[Any, bool]:
+    """(the first valid reply or None, whether a later valid reply differed from it),
+    judged as they arrive: the record keeps only some of the late replies."""
     import dns.exception
     import dns.flags
     import dns.message
@@ -119,10 +116,13 @@ async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
         try:
             await asyncio.wait_for(pace.acquire(), max(deadline - loop.time(), 0.0))
         except TimeoutError:
-            return None  # never sent: the budget ran out waiting for a slot
+            return None, False  # never sent: the budget ran out waiting for a slot
     paced = pace
     t0 = loop.time()
     first: Any = None
+    first_summary: dict[str, Any] = {}
+    differing = False
+    rdtype = dns.rdatatype.to_text(q.question[0].rdtype)
     listen_until = deadline
     try:
         flow = await net.udp_open(ip, port)
@@ -136,7 +136,7 @@ async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
         while True:
             now = loop.time()
             if now >= listen_until:
-                return first
+                return first, differing
             if first is None and now >= next_send:
                 await flow.send(wire)
                 record["attempts"] += 1
@@ -150,33 +150,34 @@ async def _udp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
                 continue
             except OSError:
                 if first is not None:  # an ICMP error after the answer changes nothing
-                    return first
+                    return first, differing
                 raise
             try:
                 reply = dns.message.from_wire(data)
             except dns.exception.DNSException as exc:
-                record["ignored_replies"].append(
-                    {"reason": failures.DNS_SERVER_MISBEHAVING,
-                     "detail": f"{type(exc).__name__}", "num_bytes": len(data)})
+                note_event(record, "ignored_replies",
+                           {"reason": failures.DNS_SERVER_MISBEHAVING,
+                            "detail": f"{type(exc).__name__}", "num_bytes": len(data)})
                 continue
             if not q.is_response(reply):
-                record["ignored_replies"].append(
-                    {"reason": failures.DNS_WRONG_QUERY_ID, "num_bytes": len(data)})
+                note_event(record, "ignored_replies",
+                           {"reason": failures.DNS_WRONG_QUERY_ID, "num_bytes": len(data)})
                 continue
             if first is not None:
-                record["late_replies"].append(
-                    {**_reply_summary(reply, dns.rdatatype.to_text(q.question[0].rdtype)),
-                     "t": round(loop.time() - t0, 4)})
+                late = _reply_summary(reply, rdtype)
+                differing = differing or late != first_summary
+                note_event(record, "late_replies", {**late, "t": round(loop.time() - t0, 4)})
                 continue
             first = reply
             if paced is not None:  # answered: no longer outstanding
                 paced.release()
                 paced = None
+            first_summary = _reply_summary(reply, rdtype)
             if reply.flags & dns.flags.TC or not duplicates:
-                return first
+                return first, differing
             if on_answer is not None:
                 early = {**record, "answers": [], "addresses": []}
-                fill_answers(early, reply, dns.rdatatype.to_text(q.question[0].rdtype))
+                fill_answers(early, reply, rdtype)
                 early["t"] = round(loop.time() - t0, 4)
                 on_answer(early)
             now = loop.time()
@@ -206,8 +207,8 @@ async def _tcp_exchange(net: Network, ip: str, port: int, q: Any, wire: bytes,
             buf += chunk
         reply = dns.message.from_wire(buf[2:2 + struct.unpack("!H", buf[:2])[0]])
         if not q.is_response(reply):
-            record["ignored_replies"].append(
-                {"reason": failures.DNS_WRONG_QUERY_ID, "num_bytes": len(buf)})
+            note_event(record, "ignored_replies",
+                       {"reason": failures.DNS_WRONG_QUERY_ID, "num_bytes": len(buf)})
             return None
         return reply
     finally:

@@ -78,3 +78,23 @@ async def test_loopback_differing_replies_after_a_retransmission_are_not_injecti
     a = keys["queries"][0]
     assert a["attempts"] == 2 and a["late_replies"]
     assert keys["failure"] is None  # two transmissions may get two different answers
+
+
+async def test_a_flood_of_duplicates_cannot_hide_the_real_answer() -> None:
+    """An injector floods copies of its forged reply around the real one: the record keeps
+    only a few late replies, yet the differing one is judged as it arrives."""
+    from probe.results import KEEP_EVENTS
+
+    def handle(request):
+        forged = answer(request, "127.0.0.66")
+        return [forged] * 20 + [answer(request, "127.0.0.1")] + [forged] * 20
+
+    with LoopbackDnsServer(handle) as srv:
+        cfg = RunConfig(timeout_s=4.0, resolver=srv.resolver)
+        keys = await check(RealNetwork(), "a.test", LOOPBACK, cfg, budget=4.0)
+    a = keys["queries"][0]
+    assert keys["failure"] == failures.DNS_INJECTED
+    assert a["injected_first"]["addresses"] == ["127.0.0.66"]
+    assert len(a["late_replies"]) == KEEP_EVENTS
+    assert a["late_replies_total"] > KEEP_EVENTS
+    assert all(r["addresses"] == ["127.0.0.66"] for r in a["late_replies"])  # not kept
