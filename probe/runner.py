@@ -40,7 +40,7 @@ from probe.resolve import DnsResult, HostResolver, early_answers
 GRACE_S = 0.5
 # The confirmation pass ends this long before two budgets are over (the summary is
 # still to be written), and each of its checks gets at least this share of a budget.
-FINISH_RESERVE_S = 0.1
+FINISH_RESERVE_S = 0.3
 MIN_CONFIRM_SHARE = 0.5
 
 

@@ -177,7 +177,7 @@ def test_the_confirmation_pass_ends_with_the_second_budget(monkeypatch) -> None:
     from probe.runner import FINISH_RESERVE_S
 
     handed = _spy_on_budgets(monkeypatch)
-    budget = 1.0
+    budget = 2.0
     started, records = _blackholed_run(budget, startup=0.3)
     main = [h for h in handed if h[1] < started + 1.0 * budget]
     confirmation = handed[len(main):]
