@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from probe import failures
 from probe.model import Identity, RunConfig
 from probe.net import split_host_port
+from probe.privacy import learned_own_address
 
 if TYPE_CHECKING:
     from probe.net import Network
@@ -158,11 +159,12 @@ async def lookup(cfg: RunConfig, net: Network) -> Identity:
     if ip is None:
         return Identity(source="unknown", note="public address unknown (" + "; ".join(tried)
                         + "): network identity left as AS0/ZZ")
-    if db is not None:
+    if db is not None and cfg.asn_db:
         found = db.lookup(ip)
         if found is None:
+            # The file's name only: its folder may name the volunteer (/home/<user>/...).
             return Identity(ip=ip, source=f"{ip_source}; asn-db",
-                            note=f"address not in the ASN database {cfg.asn_db}")
+                            note=f"address not in the ASN database {Path(cfg.asn_db).name}")
         asn, cc, name = found
         return Identity(asn=f"AS{asn}", cc=cc, network_name=name or None, ip=ip,
                         source=f"{ip_source}; asn-db")
@@ -248,6 +250,8 @@ async def stun_public_ip(net: Network, cfg: RunConfig, host: str, port: int,
             mapped = reply.xor_mapped_address or reply.mapped_address
             if mapped is None:
                 return None, failures.STUN_MALFORMED_REPLY
+            plain = reply.mapped_address
+            learned_own_address(mapped.host, plain.host if plain is not None else None)
             return mapped.host, ""
         return None, failures.GENERIC_TIMEOUT
     except Exception as exc:  # network failures are data
@@ -267,14 +271,17 @@ async def dns_public_ip(net: Network, cfg: RunConfig, source: DnsIpSource,
         return None, failure or failures.DNS_NO_ANSWER
     record = await query(net, servers[0], 53, source.name, source.rdtype, deadline,
                          duplicates=False)
+    learned_own_address(*record["addresses"])  # all of them are this probe's
     if record["addresses"]:
         return record["addresses"][0], ""
     for answer in record["answers"]:
         text = str(answer.get("data", "")).strip('"')
         try:
-            return str(ipaddress.ip_address(text)), ""
+            found = str(ipaddress.ip_address(text))
         except ValueError:
             continue
+        learned_own_address(found)
+        return found, ""
     return None, record["failure"] or failures.DNS_NO_ANSWER
 
 

@@ -11,14 +11,21 @@ compressed and exploded) and reversed as in DNS names (``4.3.2.1`` of
 address: ``10.0.0.1`` is scrubbed in ``10.0.0.1:5000`` but leaves ``10.0.0.12`` alone
 (another host's address is data, not a secret). Secrets that are not addresses are
 replaced wherever they occur.
+
+The secrets are every address the probe learns as its own, not only the first one found:
+all that the identity lookup learnt (:attr:`probe.model.Identity.addresses`) and every
+mapped address a STUN or TURN server reports during the run, which the checks hand to
+:func:`learned_own_address` (a NAT may show several public addresses, IPv6 another one).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 SCRUBBED = "[scrubbed]"
@@ -29,6 +36,30 @@ _V4_WHOLE = r"(?<![0-9])(?<![0-9]\.)({})(?![0-9])(?!\.[0-9])"
 # Hex forms match in either case (2001:DB8::1 is 2001:db8::1).
 _HEX_DOTTED_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]\.)((?i:{}))(?![0-9a-fA-F])(?!\.[0-9a-fA-F])"
 _V6_WHOLE = r"(?<![0-9a-fA-F])(?<![0-9a-fA-F]:)((?i:{}))(?![0-9a-fA-F])(?!:[0-9a-fA-F])"
+
+
+# The probe's own addresses learnt during the current run (None outside a run).
+_LEARNED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "own_addresses", default=None)
+
+
+@contextmanager
+def collecting_own_addresses() -> Iterator[set[str]]:
+    """The set that :func:`learned_own_address` fills within this block (a run): tasks
+    started inside it share it."""
+    learned: set[str] = set()
+    token = _LEARNED.set(learned)
+    try:
+        yield learned
+    finally:
+        _LEARNED.reset(token)
+
+
+def learned_own_address(*addresses: str | None) -> None:
+    """Note addresses a server reported as the probe's own (to be scrubbed)."""
+    learned = _LEARNED.get()
+    if learned is not None:
+        learned.update(a for a in addresses if a)
 
 
 def address_forms(secret: str) -> dict[str, set[str]]:

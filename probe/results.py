@@ -157,6 +157,17 @@ def results_filename(start_compact: str, asn: str, network_type: str, short_id: 
     return f"{start_compact}_{asn}_{network_type}_{short_id}.jsonl"
 
 
+def summary_path(path: Path) -> str:
+    """The results file as the summary names it: as given when the output folder was given
+    relative and inside it (``results/<name>.jsonl``, the default), else the bare file
+    name. Never an absolute path: it would carry the volunteer's folders (the user name
+    in ``/home/<user>/...``) into every uploaded file."""
+    parts = path.parent.parts
+    if path.is_absolute() or ".." in parts:
+        return path.name
+    return str(path)
+
+
 class ResultsWriter:
     """Append-only JSONL writer; every ``write`` is one complete line on disk."""
 

@@ -30,8 +30,8 @@ from typing import Any
 from probe import pseudonym
 from probe.model import Identity, Plan, Record, RunConfig
 from probe.net import Network, RealNetwork
-from probe.privacy import scrub
-from probe.results import ResultsWriter, fit_line, results_filename
+from probe.privacy import collecting_own_addresses, scrub
+from probe.results import ResultsWriter, fit_line, results_filename, summary_path
 from probe.runner import ProgressFn, RunInfo, ooni_time, run_plan
 from probe.verdicts import fallback_lines, overall_exit_code, reflector_left_out, summarize
 
@@ -91,9 +91,18 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
     """Run the plan and write one results file; returns the summary and exit code.
     ``started``: when the user's run began (``time.monotonic()``; default: now), from
     which the runner keeps the scan within two budgets (:func:`probe.runner.run_plan`)."""
+    # Every address a server reports as the probe's own during the run is scrubbed too.
+    with collecting_own_addresses() as learned:
+        return _run_session(plan, cfg, output_dir, learned, net=net, progress=progress,
+                            now=now, after_scan=after_scan, started=started)
+
+
+def _run_session(plan: Plan, cfg: RunConfig, output_dir: Path, learned: set[str], *,
+                 net: Network | None, progress: ProgressFn | None, now: datetime | None,
+                 after_scan: AfterScan | None, started: float | None) -> RunOutcome:
     net = net or RealNetwork()
     start = now or datetime.now(UTC)
-    out = _Output(cfg, start, Path(output_dir))
+    out = _Output(cfg, start, Path(output_dir), learned)
     loop_start = datetime.now(UTC)
     interrupted = False
     extra: dict[str, Any] | None = None
@@ -123,7 +132,8 @@ def run_session(plan: Plan, cfg: RunConfig, output_dir: Path, *,
             summary.update(extra)
         if interrupted:
             summary["interrupted"] = True
-        out.writer.write(scrub({"record": "summary", **summary}, out.secrets))
+        line = {"record": "summary", **summary, "results_file": summary_path(out.path)}
+        out.writer.write(scrub(line, out.all_secrets()))
     finally:  # whatever happened, the file is closed and Ctrl-C works again afterwards
         out.close()
         pressed = ctrl_c.restore()
@@ -153,7 +163,8 @@ class _Output:
     """The results file of one run: measurements wait in memory until the identity is
     known, then every one is stamped with it, scrubbed and written."""
 
-    def __init__(self, cfg: RunConfig, start: datetime, output_dir: Path) -> None:
+    def __init__(self, cfg: RunConfig, start: datetime, output_dir: Path,
+                 learned: set[str] | None = None) -> None:
         self.cfg = cfg
         self.output_dir = output_dir
         # Identity fields stay at OONI's "unknown" until the lookup is in.
@@ -161,6 +172,7 @@ class _Output:
         self.identity: Identity | None = None
         self.path = output_dir
         self.secrets: list[str] = []
+        self.learned = learned if learned is not None else set()
         self.writer: ResultsWriter | None = None
         self.pending: list[Record] = []
         self.written: list[Record] = []
@@ -200,9 +212,16 @@ class _Output:
         stamped = self.info.stamp({k: v for k, v in record.items() if not k.startswith("_")})
         # Cut to the collector's line limit before it is written and judged, so that the
         # verdicts read from the file are the ones computed now.
-        clean = fit_line(scrub(stamped, self.secrets))
+        clean = fit_line(scrub(stamped, self.all_secrets()))
         self.writer.write(clean)
         self.written.append(clean)
+
+    def all_secrets(self) -> list[str]:
+        """The identity's address and every other one learnt as the probe's own so far
+        (none with ``--include-ip``)."""
+        if self.cfg.include_ip:
+            return []
+        return [*self.secrets, *sorted(self.learned - set(self.secrets))]
 
     def close(self) -> None:
         if self.writer is not None:
@@ -260,7 +279,8 @@ def build_summary(records: list[Record], info: RunInfo, identity: Identity, cfg:
         "test_runtime": round(runtime_s, 3),
         "probe_asn": identity.asn,
         "probe_cc": identity.cc,
-        "results_file": str(path),
+        "results_file": str(path),  # where it is, for this machine (the written line:
+                                    # summary_path)
         "measurements": len(records),
         "network": network,
         "services": verdicts["services"],

@@ -33,6 +33,7 @@ from probe.checks._base import (
 from probe.checks._payloads import PayloadMaker
 from probe.checks._reflector import control_methods, reflector_control
 from probe.model import Endpoint
+from probe.privacy import learned_own_address
 from probe.results import Events
 
 RTO_S = 0.5  # RFC 8489 6.2.1: initial RTO >= 500 ms
@@ -77,13 +78,16 @@ class Transaction:
             "failure": self.failure, "rtt_s": None if self.rtt_s is None else round(self.rtt_s, 4),
         }
         if self.response is not None:
-            out["response"] = describe_response(self.response, include_ip, local)
+            out["response"] = describe_response(self.response, include_ip, local, self.ip)
         return out
 
 
 def describe_response(msg: stun.StunMessage, include_ip: bool,
-                      local: tuple[str, int] | None = None) -> dict[str, Any]:
-    """Type, attributes, error code, realm; the mapped address only if ``include_ip``."""
+                      local: tuple[str, int] | None = None,
+                      server: str | None = None) -> dict[str, Any]:
+    """Type, attributes, error code, realm; the mapped address only if ``include_ip``.
+    The mapped address is the probe's own, to be scrubbed everywhere else too, unless it
+    is the server's (a forged answer must not blank the server out of the report)."""
     out: dict[str, Any] = stun.describe(msg)
     err = msg.error_code
     if err is not None:
@@ -97,6 +101,8 @@ def describe_response(msg: stun.StunMessage, include_ip: bool,
         out["software"] = msg.software
     xma = msg.xor_mapped_address
     if xma is not None:
+        plain_host = msg.mapped_address.host if msg.mapped_address is not None else None
+        learned_own_address(*(h for h in (xma.host, plain_host) if h != server))
         out["mapped_address"] = f"{xma.host}:{xma.port}" if include_ip else SCRUBBED
         if local is not None:
             out["behind_nat"] = (xma.host, xma.port) != (local[0], local[1])

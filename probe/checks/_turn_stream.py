@@ -119,7 +119,7 @@ class StreamAllocate:
             "rtt_s": None if self.rtt_s is None else round(self.rtt_s, 4),
         }
         if self.response is not None:
-            out["response"] = describe_response(self.response, include_ip)
+            out["response"] = describe_response(self.response, include_ip, server=self.ip)
         return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from probe import failures
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, resolve_first
@@ -98,12 +98,38 @@ async def fetch(ctx: CheckContext, url: str, host: str, ip: str, port: int,
         entry["http_version"] = response.http_version
         entry["headers"] = {k: response.headers[k] for k in KEPT_HEADERS
                             if k in response.headers}
+        if "location" in entry["headers"]:
+            entry["headers"]["location"] = redirect_target(entry["headers"]["location"])
         entry["body_length"] = size
         entry["body_is_truncated"] = size >= MAX_BODY_BYTES
     except Exception as exc:  # network failures are data
         entry["failure"] = failures.classify(exc)
     entry["t"] = round(loop.time() - t0, 4)
     return entry
+
+
+def redirect_target(location: str) -> str:
+    """Where a redirect points, without what may name the volunteer: block pages and
+    captive portals put the subscriber's address, number or account in the query
+    (``?ip=...&msisdn=...``) or the user part. Scheme, host and path are kept (the
+    evidence of which block page); a query, fragment or user part reads ``[removed]``."""
+    try:
+        parts = urlsplit(location)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # not a URL one can take apart: keep what precedes any query
+        return location.split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+    if not (parts.query or parts.fragment or parts.username or parts.password):
+        return location
+    netloc = host or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.username or parts.password:
+        netloc = f"[removed]@{netloc}"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path,
+                       "[removed]" if parts.query else "",
+                       "[removed]" if parts.fragment else ""))
 
 
 async def diagnose(ctx: CheckContext, keys: TestKeys, scheme: str, host: str, ip: str,

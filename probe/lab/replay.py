@@ -19,6 +19,7 @@ from typing import Any
 from probe.lab.lab import Lab
 from probe.lab.play import ProbeRun, Row, apply_scenario, compare, run_probe
 from probe.lab.scenarios import Replay, Scenario, load_scenario
+from probe.results import summary_path
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -57,7 +58,7 @@ def redate_results(path: Path, date: datetime, out_dir: Path) -> Path:
     shifted = [_shift(r, delta) for r in records]
     for record in shifted:
         if record.get("record") == "summary" and "results_file" in record:
-            record["results_file"] = str(target)
+            record["results_file"] = summary_path(target)
     out_dir.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in shifted))
     return target
