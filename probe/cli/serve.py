@@ -27,9 +27,23 @@ def serve(
         help="Enables export and delete (Authorization: Bearer TOKEN). Prefer the env var.")
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(
-        min=0.001, help="Largest results file accepted, inflated, in MiB.")] = 32,
+        min=0.001, help="Largest results file accepted, inflated, in MiB; a file may take "
+        "at most twice this on disk (the file and the indexed copy of its records).")] = 16,
     rate_limit: Annotated[float, typer.Option(
         min=0, help="Requests per minute per client address (0: no limit).")] = 600,
+    daily_quota_mb: Annotated[float, typer.Option(
+        "--daily-quota-mb", min=0,
+        help="MiB of new results files (inflated) one client address may have stored per "
+             "UTC day; past it, uploads get 429 until midnight UTC (0: no quota).")] = 256,
+    upload_slots: Annotated[int, typer.Option(
+        "--upload-slots", min=1,
+        help="Uploads received and validated at once; the others wait their turn.")] = 4,
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
+        "--forwarded-allow-ips",
+        help="Addresses (or networks) of the reverse proxies whose X-Forwarded-For / "
+             "X-Forwarded-Proto are believed, comma-separated; '*' trusts any peer (only "
+             "when nothing else can reach the collector). Default: none, so the per-client "
+             "limits key on the TCP peer's address.")] = None,
     reflector_ports: Annotated[str | None, typer.Option(
         "--reflector-ports",
         help="Also run the reflector (UDP echo and STUN responder, as `voip-probe reflector`) "
@@ -90,6 +104,7 @@ def serve(
             if not valid_hostname(reflector_name):
                 raise UsageError(f"--reflector-name must be a host name or an address, got "
                                  f"{reflector_name!r}")
+        trusted = _forwarded_allow_ips(forwarded_allow_ips)
         if admin_token is not None and len(admin_token) < 16:
             raise UsageError("--admin-token must be at least 16 characters")
         rule = Rule(probes=confirm_probes,
@@ -104,6 +119,8 @@ def serve(
         except OSError as exc:
             raise UsageError(f"cannot use --data-dir {data_dir}: {exc}") from None
         cfg = CollectorConfig(max_bytes=int(max_upload_mb * 1024 * 1024),
+                              daily_quota_bytes=int(daily_quota_mb * 1024 * 1024),
+                              max_inflating=upload_slots,
                               admin_token=admin_token, rate_limit_per_min=rate_limit,
                               reflector_host=reflector_host or host, reflector_ports=ports,
                               reflector_name=reflector_name, page_cache_s=page_cache)
@@ -119,6 +136,27 @@ def serve(
         try:
             uvicorn.run(create_app(storage, cfg), host=host, port=port,
                         access_log=False,  # the access log would hold client addresses
-                        log_level=log_level.lower(), server_header=False)
+                        log_level=log_level.lower(), server_header=False,
+                        # Forwarding headers only from the proxies the operator named
+                        # (uvicorn's default believes any from loopback).
+                        proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
         finally:
             storage.close()
+
+
+def _forwarded_allow_ips(value: str | None) -> list[str]:
+    """The ``--forwarded-allow-ips`` list: addresses or networks, or ``*``."""
+    if value is None:
+        return []
+    import ipaddress
+
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise UsageError(f"--forwarded-allow-ips: {item!r} is not an address or a "
+                             "network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+    return items

@@ -30,7 +30,6 @@ collector started with other values rebuilds the tables from ``status_obs``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +39,7 @@ from probe.collector.db import Connection, Database
 from probe.collector.filters import STATUS_COLUMNS, Filters
 from probe.collector.validate import Upload, network_type
 from probe.model import STATUSES
-from probe.pseudonym import ANNOTATION, PATTERN
 
-_PSEUDONYM = re.compile(PATTERN)
 Key = tuple[str, str, str, str, str]  # cc, asn, network type, service, function
 Network = tuple[str, str, str]
 
@@ -174,12 +171,7 @@ def _state(row: Sequence[Any]) -> crowd.ProbeState:
 def pseudonym_of(upload: Upload) -> str:
     """The probe's pseudonym from the first measurement that carries a well-formed one;
     :data:`probe.analysis.crowd.ANONYMOUS` otherwise (older files, or an opted-out probe)."""
-    for m in upload.measurements:
-        ann = m.record.get("annotations")
-        value = ann.get(ANNOTATION) if isinstance(ann, dict) else None
-        if isinstance(value, str) and _PSEUDONYM.match(value):
-            return value
-    return crowd.ANONYMOUS
+    return upload.pseudonym or crowd.ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)

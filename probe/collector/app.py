@@ -31,7 +31,7 @@ from probe import __version__
 from probe.collector.config import CollectorConfig
 from probe.collector.deps import limit_rate
 from probe.collector.errors import install_error_handlers
-from probe.collector.ratelimit import RateLimiter, take_token
+from probe.collector.ratelimit import DailyQuota, RateLimiter, take_token
 from probe.collector.routes import ROUTERS
 from probe.collector.storage import Storage
 
@@ -52,6 +52,7 @@ def create_app(storage: Storage, config: CollectorConfig | None = None) -> FastA
     app.state.storage = storage
     app.state.config = cfg
     app.state.limiter = RateLimiter(cfg.rate_limit_per_min)
+    app.state.quota = DailyQuota(cfg.daily_quota_bytes)
     app.state.reflector = None
     app.middleware("http")(_guard_and_log)
     install_error_handlers(app)

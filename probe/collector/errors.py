@@ -42,7 +42,7 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
 
 
 async def _rejected(_: Request, exc: Rejected) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
 async def _unavailable(_: Request, exc: StorageUnavailable) -> JSONResponse:

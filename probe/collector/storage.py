@@ -9,7 +9,9 @@ Storing an upload is two steps, in this order:
 Only after the commit is the upload acknowledged. An upload is *visible* only through its
 ``uploads`` row, so a crash between the steps leaves at most an unreferenced blob (never a
 half-indexed upload: the transaction is all or nothing), and an acknowledged upload has
-both its blob and its index on disk. Identity is the content hash: the same file again is
+both its blob and its index on disk. A failed transaction removes the blob it wrote; a
+crash's leftover is removed when the storage is opened again, and :meth:`Storage.verify`
+reports any that remain. Identity is the content hash: the same file again is
 "already stored"; a different file with a ``report_id`` already stored is refused
 (a replay or an altered copy).
 """
@@ -41,6 +43,8 @@ class StoreResult:
     conflict: str | None = None  # set when another file already holds this report_id
 
 
+_INSERT_BATCH = 500
+
 _UPLOAD_COLUMNS = (
     "id, report_id, received_at, filename, size_bytes, measurements, complete, "
     "measurement_start_time, probe_asn, probe_cc, network_type, software_name, "
@@ -60,10 +64,13 @@ class Storage:
         self.status = StatusIndex(self.db, rule)
 
     def open(self) -> None:
-        """Create the tables if needed and clear temporary files of a crashed write;
-        bring the status aggregation up to date (rule changed, uploads stored without it)."""
+        """Create the tables if needed and clear what a crashed write left (temporary
+        files, files without their index row); bring the status aggregation up to date
+        (rule changed, uploads stored without it). Like the sweep of temporary files,
+        this assumes no other collector process is storing into the same data dir."""
         self.blobs.sweep_incoming()
         self.db.create_schema()
+        self.sweep_unindexed()
         self.status.create_schema()
         self.status.ensure_current()
         self.catch_up_status()
@@ -84,33 +91,86 @@ class Storage:
             after = batch[-1]
         return done
 
+    def sweep_unindexed(self) -> int:
+        """Remove stored files that have no index row (a crash between the two steps of
+        :meth:`store`: never acknowledged); returns how many."""
+        removed = 0
+        for blob in self.unindexed_blobs():
+            if self.stored_count(blob) is None:
+                self.blobs.delete(blob)
+                removed += 1
+        return removed
+
+    def unindexed_blobs(self) -> list[str]:
+        with self.db.connection() as conn:
+            indexed = {str(r[0]) for r in conn.fetchall("SELECT id FROM uploads")}
+        return sorted(set(self.blobs.ids()) - indexed)
+
     def close(self) -> None:
         self.db.close()
 
     # -- writing --------------------------------------------------------------------
 
-    def store(self, upload: Upload, filename: str | None = None) -> StoreResult:
+    def store(self, upload: Upload, filename: str | None = None,
+              max_stored_bytes: int | None = None) -> StoreResult:
+        """Store a validated upload: its blob, then its index in one transaction.
+
+        ``max_stored_bytes`` bounds what it may take on disk: the file plus the indexed
+        copy of its measurements (ASCII JSON, which escapes non-ASCII text and may write
+        numbers longer); beyond it the upload is refused (413) and nothing is kept."""
         with self.db.connection() as conn:
             found = self._existing(conn, upload)
             if found is not None:
                 return found
+        self._put_blob(upload)
         try:
-            self.blobs.put(upload.sha256, upload.data)
+            with self.db.connection() as conn:
+                with conn.transaction():
+                    inserted = self._insert_upload(conn, upload, filename)
+                    if inserted:
+                        copy_bytes = self._insert_index(conn, upload)
+                        if max_stored_bytes is not None \
+                                and upload.size_bytes + copy_bytes > max_stored_bytes:
+                            raise Rejected(
+                                413, f"the file takes {upload.size_bytes + copy_bytes} "
+                                     f"bytes to store with its indexed copy, more than the "
+                                     f"limit of {max_stored_bytes} bytes")
+                        self.status.add(conn, upload)
+                if not inserted:
+                    # Lost a race with a concurrent upload of the same file or report.
+                    found = self._existing(conn, upload)
+        except BaseException:
+            self._drop_unindexed_blob(upload.sha256)
+            raise
+        if inserted:
+            # A concurrent upload of the same bytes that failed may have removed the blob
+            # between our link and our commit (it saw no index row yet): put it back.
+            if not self.blobs.path(upload.sha256).is_file():
+                self._put_blob(upload)
+            return StoreResult(upload.sha256, upload.count, True)
+        if found is None:  # pragma: no cover - the conflicting row vanished (deleted)
+            raise StorageUnavailable("concurrent change, retry")
+        return found
+
+    def _put_blob(self, upload: Upload) -> None:
+        try:
+            if upload.staged is not None:
+                self.blobs.adopt(upload.sha256, upload.staged)
+            else:
+                assert upload.data is not None, "an upload without its bytes"
+                self.blobs.put(upload.sha256, upload.data)
         except OSError as exc:  # disk full, read-only, ...: the server's fault, not the file's
             raise StorageUnavailable(f"cannot write the file: {exc.strerror or exc}") from exc
-        with self.db.connection() as conn:
-            with conn.transaction():
-                inserted = self._insert_upload(conn, upload, filename)
-                if inserted:
-                    self._insert_index(conn, upload)
-                    self.status.add(conn, upload)
-            if inserted:
-                return StoreResult(upload.sha256, len(upload.measurements), True)
-            # Lost a race with a concurrent upload of the same file or report.
-            found = self._existing(conn, upload)
-            if found is None:  # pragma: no cover - the conflicting row vanished (deleted)
-                raise StorageUnavailable("concurrent change, retry")
-            return found
+
+    def _drop_unindexed_blob(self, sha256: str) -> None:
+        """After a failed index transaction: remove the blob unless an upload row refers to
+        it (a concurrent upload of the same bytes). When the database cannot say, the
+        blob stays, and :meth:`verify` reports it."""
+        try:
+            if self.stored_count(sha256) is None:
+                self.blobs.delete(sha256)
+        except (StorageUnavailable, OSError):
+            pass
 
     def stored_count(self, sha256: str) -> int | None:
         """Measurements of an already stored file with this hash, None if not stored."""
@@ -128,15 +188,16 @@ class Storage:
         return None
 
     def _insert_upload(self, conn: Connection, upload: Upload, filename: str | None) -> bool:
-        head = upload.summary or upload.measurements[0].record
-        first = upload.measurements[0].record if upload.measurements else head
+        head = upload.summary or upload.first
+        assert head is not None, "an upload without a summary has measurements"
+        first = upload.first or head
         cur = conn.execute(
             f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 upload.sha256, upload.report_id,
                 datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"), filename,
-                len(upload.data), len(upload.measurements), int(upload.complete),
+                upload.size_bytes, upload.count, int(upload.complete),
                 head["measurement_start_time"], head["probe_asn"], head["probe_cc"],
                 network_type(upload), first.get("software_name"),
                 first.get("software_version"),
@@ -144,28 +205,30 @@ class Storage:
         )
         return bool(cur.rowcount == 1)
 
-    def _insert_index(self, conn: Connection, upload: Upload) -> None:
+    def _insert_index(self, conn: Connection, upload: Upload) -> int:
+        """Index the measurements and the summary; returns the bytes of the records'
+        indexed copies."""
         net = network_type(upload)
-        conn.executemany(
-            "INSERT INTO measurements (upload_id, line, measurement_start_time, day, "
-            "probe_asn, probe_cc, network_type, service, function, test_name, input, "
-            "failure, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    upload.sha256, m.line, r["measurement_start_time"],
-                    r["measurement_start_time"][:10], r["probe_asn"], r["probe_cc"], net,
-                    r["service"], r["function"], r["test_name"], r["input"],
-                    r["test_keys"]["failure"],
-                    # ASCII: any JSON string (even NUL or a lone surrogate) is storable
-                    json.dumps(r, ensure_ascii=True, separators=(",", ":")),
-                )
-                for m in upload.measurements
-                for r in (m.record,)
-            ],
-        )
+        rows: list[tuple[Any, ...]] = []
+        copy_bytes = 0
+        for m in upload.iter_measurements():  # one line in memory at a time, in batches
+            r = m.record
+            # ASCII: any JSON string (even NUL or a lone surrogate) is storable
+            text = json.dumps(r, ensure_ascii=True, separators=(",", ":"))
+            copy_bytes += len(text)
+            rows.append((
+                upload.sha256, m.line, r["measurement_start_time"],
+                r["measurement_start_time"][:10], r["probe_asn"], r["probe_cc"], net,
+                r["service"], r["function"], r["test_name"], r["input"],
+                r["test_keys"]["failure"], text,
+            ))
+            if len(rows) >= _INSERT_BATCH:
+                self._insert_measurements(conn, rows)
+                rows = []
+        self._insert_measurements(conn, rows)
         summary = upload.summary
         if summary is None:
-            return
+            return copy_bytes
         base = (upload.sha256, summary["measurement_start_time"][:10],
                 summary["probe_asn"], summary["probe_cc"], net)
         functions: list[tuple[Any, ...]] = []
@@ -185,6 +248,16 @@ class Storage:
             "INSERT INTO run_methods (upload_id, day, probe_asn, probe_cc, network_type, "
             "service, function, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             methods,
+        )
+        return copy_bytes
+
+    @staticmethod
+    def _insert_measurements(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        conn.executemany(
+            "INSERT INTO measurements (upload_id, line, measurement_start_time, day, "
+            "probe_asn, probe_cc, network_type, service, function, test_name, input, "
+            "failure, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
 
     def delete(self, upload_id: str) -> bool:
@@ -221,20 +294,40 @@ class Storage:
             return None
         return self.blobs.get(upload_id)
 
-    def measurements(self, filters: Filters, limit: int, after: int = 0
-                     ) -> list[dict[str, Any]]:
+    def measurements(self, filters: Filters, limit: int, after: int = 0,
+                     max_bytes: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of at most ``limit`` measurements after cursor ``after``, and the cursor
+        of the next page (None at the end). With ``max_bytes`` the page also stops before
+        its records pass that many bytes (it holds at least one), so a page's size is
+        bounded whatever the records weigh: their sizes are read first, then only the
+        records that fit."""
         where, params = filters.where()
         with self.db.connection() as conn:
+            sizes = conn.fetchall(
+                f"SELECT id, LENGTH(record) FROM measurements WHERE {where} "
+                "AND id > ? ORDER BY id LIMIT ?",
+                (*params, after, limit + 1),
+            )
+            take = total = 0
+            for _, size in sizes[:limit]:
+                if take and max_bytes is not None and total + int(size) > max_bytes:
+                    break
+                total += int(size)
+                take += 1
+            if not take:
+                return [], None
+            last = int(sizes[take - 1][0])
             rows = conn.fetchall(
                 f"SELECT id, upload_id, line, record FROM measurements WHERE {where} "
-                "AND id > ? ORDER BY id LIMIT ?",
-                (*params, after, limit),
+                "AND id > ? AND id <= ? ORDER BY id",
+                (*params, after, last),
             )
         # The stored record is ASCII JSON text; it is passed on as is (no re-encoding).
-        return [
+        items = [
             {"cursor": int(r[0]), "upload_id": r[1], "line": int(r[2]), "measurement_json": r[3]}
             for r in rows
         ]
+        return items, (last if len(sizes) > take else None)
 
     def summary(self, filters: Filters) -> list[dict[str, Any]]:
         where, params = filters.where(time_column="day")
@@ -268,7 +361,8 @@ class Storage:
         return out
 
     def verify(self) -> list[str]:
-        """Consistency check: every indexed upload has its blob, intact and fully indexed."""
+        """Consistency check: every indexed upload has its blob, intact and fully indexed,
+        and every blob on disk has its index row."""
         problems: list[str] = []
         with self.db.connection() as conn:
             uploads = conn.fetchall("SELECT id, measurements FROM uploads")
@@ -288,6 +382,11 @@ class Storage:
                     f"{upload_id}: {counts.get(upload_id, 0)} measurements indexed, "
                     f"{expected} expected")
         problems.extend(f"{r[0]}: measurements without an upload" for r in orphans)
+        indexed = {str(u[0]) for u in uploads}
+        problems.extend(
+            f"{blob}: stored file without an index row (an upload that failed after its "
+            "file was written, or one being stored right now)"
+            for blob in sorted(set(self.blobs.ids()) - indexed))
         return problems
 
 

@@ -65,7 +65,11 @@ def _bad_bodies(tmp_path: Path, make_results: Any) -> list[tuple[str, bytes, dic
     wrong = measurement("r")
     del wrong["test_keys"]["failure"]
     gz = {"Content-Encoding": "gzip"}
-    bomb = gzip.compress(b"\n" * (50 * 1024 * 1024), compresslevel=9)
+    # Bombs: valid lines repeated until the file is far beyond the limit (stopped by the
+    # inflated size), and empty lines (stopped at the first line, as it streams in).
+    line = (json.dumps(measurement("r")) + "\n").encode()
+    bomb = gzip.compress(line * (50 * 1024 * 1024 // len(line)), compresslevel=9)
+    blank_bomb = gzip.compress(b"\n" * (50 * 1024 * 1024), compresslevel=9)
     return [
         ("oversized", good * 1000, {}, {}, 413, "larger than the limit"),
         ("truncated (torn)", torn, {}, {}, 400, "torn last line"),
@@ -75,6 +79,7 @@ def _bad_bodies(tmp_path: Path, make_results: Any) -> list[tuple[str, bytes, dic
         ("binary", bytes(range(256)) + b"\n", {}, {}, 400, "line 1"),
         ("wrong schema", jsonl(wrong, summary("r")), {}, {}, 422, "no 'failure' key"),
         ("gzip bomb", bomb, gz, {}, 413, "inflates beyond"),
+        ("gzip bomb of empty lines", blank_bomb, gz, {}, 400, "line 1: empty line"),
         ("not gzip", good, gz, {}, 400, "not valid gzip"),
         ("odd encoding", good, {"Content-Encoding": "br"}, {}, 415, "Content-Encoding"),
         ("odd filename ../", good, {}, {"filename": "../../etc/passwd"}, 400, "filename"),

@@ -12,6 +12,9 @@ import pytest
 
 from probe.collector.validate import (
     MAX_LINE_BYTES,
+    PIECE_BYTES,
+    Inflater,
+    LineValidator,
     Rejected,
     check_filename,
     inflate,
@@ -191,3 +194,44 @@ def test_summary_count_must_match_the_lines() -> None:
              "the summary counts 3 measurements but the file holds 2")
     s["measurements"] = 2
     assert len(parse_upload(jsonl(measurement("r"), measurement("r"), s)).measurements) == 2
+
+
+def test_streamed_in_any_chunking_gives_the_same_upload() -> None:
+    """Chunks of any size (one byte, across gzip members and line ends) validate to the
+    same upload as the whole body, in pieces never larger than PIECE_BYTES."""
+    data = good(n=300)
+    body = gzip.compress(data[:1000]) + gzip.compress(data[1000:])
+    whole = parse_upload(data)
+    for size in (1, 7, 4096, len(body)):
+        inflater = Inflater("gzip")
+        validator = LineValidator(max_bytes=len(data), gzip=True)
+        for at in range(0, len(body), size):
+            for piece in inflater.feed(body[at:at + size]):
+                assert len(piece) <= PIECE_BYTES
+                validator.feed(piece)
+        inflater.finish()
+        up = validator.finish()
+        assert (up.sha256, up.count, up.size_bytes, up.summary) == (
+            whole.sha256, whole.count, whole.size_bytes, whole.summary)
+
+
+def test_a_bomb_inflates_in_bounded_pieces() -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    pieces = Inflater("gzip").feed(bomb)
+    first = [next(pieces) for _ in range(3)]
+    assert all(len(p) == PIECE_BYTES for p in first)  # nothing inflated in one go
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("MA\n", "probe_cc"), ("AS36903\n", "probe_asn"), ("whatsapp\n", "service"),
+    ("2016-11-04 09:30:00\n", "measurement_start_time"),
+])
+def test_patterns_refuse_a_trailing_newline(value: str, words: str) -> None:
+    m = measurement("r")
+    m[words] = value
+    rejected(jsonl(m, summary("r")), 422, words)
+
+
+def test_filename_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(Rejected):
+        check_filename("run.jsonl\n")

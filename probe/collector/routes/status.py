@@ -46,9 +46,9 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_CC = re.compile(r"^[A-Za-z]{2}$")
-_ASN = re.compile(r"^(?:AS)?(\d{1,10})$", re.IGNORECASE)
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_CC = re.compile(r"[A-Za-z]{2}")
+_ASN = re.compile(r"(?:AS)?(\d{1,10})", re.IGNORECASE)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 Text = Annotated[str | None, Query(max_length=64)]
 
 
@@ -67,12 +67,12 @@ def _blank(value: str | None) -> str | None:
 def _page_filters(cc: str | None, asn: str | None, service: str | None, since: str | None,
                   until: str | None) -> Filters:
     cc, asn, service = _blank(cc), _blank(asn), _blank(service)
-    if cc is not None and not _CC.match(cc):
+    if cc is not None and not _CC.fullmatch(cc):
         raise ApiError(400, "country: expected a two-letter code such as MA")
-    found = _ASN.match(asn) if asn is not None else None
+    found = _ASN.fullmatch(asn) if asn is not None else None
     if asn is not None and found is None:
         raise ApiError(400, "ASN: expected a number such as AS36903 or 36903")
-    if service is not None and not _NAME.match(service):
+    if service is not None and not _NAME.fullmatch(service):
         raise ApiError(400, "service: expected a service name such as whatsapp")
     return Filters(
         cc=cc.upper() if cc else None, asn=f"AS{found.group(1)}" if found else None,

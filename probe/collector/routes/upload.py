@@ -3,11 +3,11 @@
 The body is a results file, ``Content-Encoding: gzip`` allowed. ``201 {"id",
 "measurements"}`` when new, ``200`` with the same body when that file was stored before,
 ``409`` when its report id was stored as a different file, ``4xx {"error"}`` when it fails
-validation (:mod:`probe.collector.validate`). The body is refused as soon as it grows past
-the limit, before it is read whole.
+validation (:mod:`probe.collector.validate`). The body is validated as it streams in
+(:mod:`probe.collector.intake`), and refused as soon as it breaks a rule or grows past a
+limit, before it is read whole; a client past its daily quota gets 429.
 """
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from probe.collector.deps import ConfigDep, StorageDep
 from probe.collector.errors import ApiError
+from probe.collector.intake import receive
 from probe.collector.schemas import ERRORS, RESULTS_MEDIA_TYPES, Stored
-from probe.collector.validate import check_filename, inflate, parse_upload
+from probe.collector.validate import check_filename
 
 router = APIRouter()
 
@@ -47,15 +48,20 @@ async def upload_results(
         description="a crashed run's file: no summary line (torn line removed)")] = False,
 ) -> Response:
     name = check_filename(filename)
-    body = await _read_body(request, config.max_bytes)
-    data = inflate(body, request.headers.get("content-encoding"), config.max_bytes)
-    digest = hashlib.sha256(data).hexdigest()
-    known = await run_in_threadpool(storage.stored_count, digest)
-    if known is not None:  # the same bytes passed validation when first stored
-        return JSONResponse({"id": digest, "measurements": known}, status_code=200)
-    upload = await run_in_threadpool(parse_upload, data, partial=partial,
-                                     max_lines=config.max_lines)
-    result = await run_in_threadpool(storage.store, upload, name)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "invalid Content-Length")
+        if int(declared) > config.max_bytes:
+            raise ApiError(413, f"body larger than the limit of {config.max_bytes} bytes")
+    async with receive(request, storage.blobs, config, partial) as (intake, upload):
+        known = await run_in_threadpool(storage.stored_count, upload.sha256)
+        if known is not None:  # stored before: it takes no more of the quota
+            return JSONResponse({"id": upload.sha256, "measurements": known},
+                                status_code=200)
+        result = await run_in_threadpool(storage.store, upload, name, config.stored_limit)
+        if result.created:
+            intake.keep_quota()
     if result.conflict is not None:
         raise ApiError(
             409,
@@ -64,21 +70,3 @@ async def upload_results(
         )
     return JSONResponse({"id": result.id, "measurements": result.measurements},
                         status_code=201 if result.created else 200)
-
-
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    """Read the body, refusing early (before reading it all) when it is too large."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiError(400, "invalid Content-Length")
-        if int(declared) > max_bytes:
-            raise ApiError(413, f"body larger than the limit of {max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, f"body larger than the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
