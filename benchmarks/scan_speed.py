@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from probe.model import Plan, RunConfig
 from probe.runner import RunInfo, plan_units, run_plan
 from probe.targets import load_plan
-from probe.testing import FAKE_NETWORKS, FakeNetwork, reflector_responder
+from probe.testing import FAKE_NETWORKS, FakeNetwork, stun_server
 
 
 def fake_plan() -> Plan:
@@ -42,15 +42,24 @@ def fake_plan() -> Plan:
         for s in plan.services))
 
 
+_STUN_SERVER = stun_server()
+
+
+def answer_everything(data: bytes) -> bytes:
+    """A UDP endpoint that answers everyone: a STUN server's answer to STUN (Binding
+    success, 401 to an Allocate), an echo of anything else. (The project's reflector
+    answers only a probe holding its cookie; these endpoints are a service's servers.)"""
+    return _STUN_SERVER(data) or data
+
+
 def fake_world(blackholed: bool) -> tuple[FakeNetwork, int]:
-    """Every UDP endpoint answers as the project's reflector does (STUN Binding requests get
-    a Binding success response, anything else is echoed); blackholed: the censor drops
+    """Every UDP endpoint answers (:func:`answer_everything`); blackholed: the censor drops
     every packet to every endpoint (the resolver still answers)."""
     plan = fake_plan()
     hosts = sorted({e.target_host for e in plan.endpoints if e.target_host})
     # 198.18.1.1 onwards: clear of the resolver (198.18.0.53), which the censor must not drop.
     names = {h: [f"198.18.{i // 250 + 1}.{i % 250 + 1}"] for i, h in enumerate(hosts)}
-    net = FakeNetwork(names=names, udp_default=reflector_responder)
+    net = FakeNetwork(names=names, udp_default=answer_everything)
     if blackholed:
         for proto in ("tcp", "udp"):
             net.censor.apply("drop_endpoint", hosts=hosts, proto=proto)

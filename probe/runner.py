@@ -164,8 +164,9 @@ async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit
     units = plan_units(plan)
     expected = host_networks(units)
     records: list[Record] = []
+    shared: dict[str, Any] = {}  # what the checks of this run share (CheckContext.shared)
     main, resolver = await _run_pass(units, "main", cfg, net, info, emit, progress, None,
-                                     expected)
+                                     expected, shared=shared)
     records.extend(main)
     if cfg.confirm_failures:
         retry = [r["_unit"] for r in main if is_failure(r)]
@@ -173,7 +174,8 @@ async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit
             seed = {h: res for h, res in resolver.results().items() if res.failure is None}
             run_end = begun + 2 * cfg.timeout_s - FINISH_RESERVE_S
             confirm, _ = await _run_pass(retry, "confirmation", cfg, net, info, emit,
-                                         progress, seed, expected, run_end)
+                                         progress, seed, expected, run_end,
+                                         shared=shared)
             records.extend(confirm)
     for r in records:
         r.pop("_unit", None)
@@ -185,11 +187,13 @@ async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, n
                     seed: dict[str, DnsResult] | None,
                     expected: dict[str, tuple[str, ...]] | None = None,
                     run_end: float | None = None,
+                    shared: dict[str, Any] | None = None,
                     ) -> tuple[list[Record], HostResolver]:
     loop = asyncio.get_running_loop()
     resolver = HostResolver(net, cfg, seed, expected)
     limit = asyncio.Semaphore(max(1, cfg.concurrency))
     out: list[Record] = []
+    shared = {} if shared is None else shared
     if progress:
         progress(Progress("pass_start", pass_name, total=len(units)))
 
@@ -201,7 +205,8 @@ async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, n
             t0 = loop.time()
             deadline = t0 + cfg.timeout_s if run_end is None else \
                 confirmation_deadline(t0, cfg.timeout_s, run_end)
-            ctx = CheckContext(cfg=cfg, net=net, resolver=resolver, deadline=deadline)
+            ctx = CheckContext(cfg=cfg, net=net, resolver=resolver, deadline=deadline,
+                               shared=shared)
             with early_answers() as taken:
                 keys = await _run_check(ep, ctx, deadline - t0 + GRACE_S)
             if taken:

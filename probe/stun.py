@@ -337,6 +337,29 @@ def encode_u32(value: int) -> bytes:
 
 
 # --- parsing ---------------------------------------------------------------------
+def replace_transaction_id(data: bytes, txid: bytes) -> bytes:
+    """``data`` (a STUN message) with another transaction ID, its FINGERPRINT (when last)
+    computed anew; every other byte kept, whatever the attributes hold. ValueError when
+    ``data`` is not framed as a STUN message (header, length, attribute boundaries)."""
+    if len(txid) != TXID_LEN:
+        raise ValueError("STUN transaction ID must be 12 bytes")
+    if not looks_like_stun(data) or HEADER_LEN + int.from_bytes(data[2:4], "big") != len(data):
+        raise ValueError("not a STUN message")
+    pos, last = HEADER_LEN, -1
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise ValueError("not a STUN message: truncated attribute header")
+        (attr_len,) = struct.unpack_from("!H", data, pos + 2)
+        last, pos = pos, pos + 4 + attr_len + (-attr_len % 4)
+        if pos > len(data):
+            raise ValueError("not a STUN message: an attribute overruns it")
+    out = bytearray(data)
+    out[8:HEADER_LEN] = txid
+    if last >= 0 and out[last:last + 4] == struct.pack("!HH", ATTR_FINGERPRINT, 4):
+        out[last + 4:last + 8] = _fingerprint(bytes(out[:last])).to_bytes(4, "big")
+    return bytes(out)
+
+
 def looks_like_stun(data: bytes) -> bool:
     """Cheap demultiplexing test (RFC 8489 section 5): header shape and magic cookie."""
     return (

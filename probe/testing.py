@@ -89,10 +89,17 @@ CLIENT = ("198.18.0.2", 50000)  # the probe's address and UDP port in the fake w
 
 # --- the world's UDP responders -------------------------------------------------------
 
+# One reflector for the fake world (its secret lives as long as the process): the probe,
+# always at CLIENT's address, gets a cookie from it and is answered as by the real one.
+FAKE_REFLECTOR = reflector.Responder()
+
+
 def reflector_responder(data: bytes) -> bytes | None:
-    """The project's reflector: a Binding success for a STUN Binding request, an echo for
-    anything else (:func:`probe.reflector.reply_for`)."""
-    return reflector.reply_for(data, CLIENT)[1]
+    """The project's reflector (:class:`probe.reflector.Responder`): a cookie for a cookie
+    request; for a datagram carrying a token of that cookie, a Binding success to a STUN
+    Binding request and an echo of anything else; nothing to unproven datagrams (but
+    Binding requests, within the reflector's global budget for them)."""
+    return FAKE_REFLECTOR.reply(data, CLIENT)[1]
 
 
 def stun_server(mapped: tuple[str, int] = CLIENT,

@@ -9,10 +9,11 @@ import asyncio
 
 import pytest
 
-from probe import stun
+from probe import reflector, stun
 from probe.checks._payloads import plain_stun, random_bytes
+from probe.checks._reflector import ReflectorCookie
 from probe.lab.censor import APP_STUN, RULES
-from probe.testing import NOT_MODELLED, FakeNetwork, reflector_responder
+from probe.testing import CLIENT, FAKE_REFLECTOR, NOT_MODELLED, FakeNetwork, reflector_responder
 
 SELECTION = {"addresses": {"addresses": ["198.18.1.1"]}, "hosts": {"hosts": ["a.test"]},
              "": {}}
@@ -61,9 +62,17 @@ def payloads() -> dict[str, bytes]:
             "random": random_bytes(64)}
 
 
+def with_token(payload: bytes) -> bytes:
+    """``payload`` carrying a token of the fake reflector's cookie for the probe, as the
+    probe's checks send it (the reflector echoes nothing else)."""
+    cookie = ReflectorCookie("198.18.9.7", FAKE_REFLECTOR.cookie(CLIENT[0]),
+                             reflector.SLOT_S, 0.0, 3478)
+    return cookie.with_cookie(payload, "stun" if stun.looks_like_stun(payload) else "random")
+
+
 async def echoed(net: FakeNetwork, payload: bytes) -> bool:
     flow = await net.udp_open("198.18.9.7", 3478)
-    await flow.send(payload)
+    await flow.send(with_token(payload))
     try:
         await flow.recv(0.01)
     except TimeoutError:
@@ -88,5 +97,5 @@ async def test_stun_dpi_drops_every_stun_and_nothing_else() -> None:
     passed = {name: await echoed(net, data) for name, data in payloads().items()}
     assert [name for name, ok in passed.items() if ok] == ["random"]
     other_port = await net.udp_open("198.18.9.7", 3479)
-    await other_port.send(payloads()["plain"])
+    await other_port.send(with_token(payloads()["plain"]))
     assert await asyncio.wait_for(other_port.recv(0.5), 1)  # not a selected port

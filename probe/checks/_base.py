@@ -82,14 +82,16 @@ class CheckModule(Protocol):
 
 @dataclass(slots=True)
 class CheckContext:
-    """What a check may use: the run's options, the network, the shared resolver and
-    its deadline (``loop.time()`` by which it must have finished)."""
+    """What a check may use: the run's options, the network, the shared resolver, its
+    deadline (``loop.time()`` by which it must have finished) and ``shared``: state every
+    check of one run shares (the reflector's cookie, :mod:`probe.checks._reflector`)."""
 
     cfg: RunConfig
     net: Network
     resolver: HostResolver
     deadline: float
     extra: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from probe import stun
+from probe.reflector import RESERVED_PREFIXES
 
 MIN_STUN_LEN = 48  # big enough for the reflector's Binding response to fit (40 bytes)
 
@@ -33,10 +34,12 @@ def plain_stun(length: int) -> stun.StunMessage:
 
 
 def random_bytes(length: int) -> bytes:
-    """Random bytes that no STUN demultiplexer would take for STUN (no magic cookie)."""
+    """Random bytes that no STUN demultiplexer would take for STUN (no magic cookie) and
+    that do not start as the reflector's cookie messages do."""
     while True:
         data = os.urandom(length)
-        if length < 8 or data[4:8] != stun.MAGIC_COOKIE.to_bytes(4, "big"):
+        if ((length < 8 or data[4:8] != stun.MAGIC_COOKIE.to_bytes(4, "big"))
+                and not data.startswith(RESERVED_PREFIXES)):
             return data
 
 

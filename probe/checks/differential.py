@@ -2,7 +2,9 @@
 5-tuple, in random order and repeated, send plain STUN, app-flavoured STUN (``flavor``:
 WhatsApp's message types and attributes, Teams' Microsoft attributes, Google's 0xFF03,
 a REALM naming the app) and random bytes, all of the same length. The reflector answers
-STUN Binding requests and echoes the rest. The reflector's port 443 is the baseline.
+STUN Binding requests and echoes the rest, each carrying the run's cookie token where DPI
+does not look (:mod:`probe.checks._reflector`: lengths and app markers unchanged). The
+reflector's port 443 is the baseline.
 
 * random passes, plain STUN does not: ``stun_dpi``;
 * plain STUN passes, app-flavoured STUN does not: ``app_stun_dpi``;
@@ -17,7 +19,7 @@ import asyncio
 from probe import failures, stun
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, one_of, port_of
 from probe.checks._payloads import differential_makers
-from probe.checks._reflector import BASELINE_PORT, reflector_address
+from probe.checks._reflector import BASELINE_PORT, reflector_target
 from probe.checks._trials import answered, any_answered, merge_trials, trials
 from probe.model import Endpoint
 
@@ -67,10 +69,11 @@ def methods(test_keys: TestKeys) -> list[str]:
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     port = port_of(endpoint)
     flavor = endpoint.options.get("flavor")
-    ip, info = await reflector_address(ctx)
-    if ip is None:
+    ip, cookie, info = await reflector_target(ctx, port)
+    if ip is None or cookie is None:
         return info
     makers, length = differential_makers(flavor)
+    makers = cookie.stamped(makers)  # the token: STUN transaction ID, bytes 12-24 of random
     same, base = await asyncio.gather(
         trials(ctx, ip, port, makers, REPEATS, ctx.deadline),
         trials(ctx, ip, BASELINE_PORT,

@@ -19,7 +19,7 @@ from typing import Any
 
 from probe import failures
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of, udp_failure
-from probe.checks._reflector import BASELINE_PORT, reflector_address
+from probe.checks._reflector import BASELINE_PORT, ReflectorCookie, reflector_target
 from probe.model import Endpoint
 
 NAME = "stream"
@@ -73,13 +73,13 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     port = port_of(endpoint)
-    ip, info = await reflector_address(ctx)
-    if ip is None:
+    ip, cookie, info = await reflector_target(ctx, port)
+    if ip is None or cookie is None:
         return info
     seconds = max(0.5, min(float(ctx.cfg.stream_seconds), ctx.remaining() - GRACE_S - 0.2))
-    jobs: list[Any] = [stream(ctx, ip, port, seconds)]
+    jobs: list[Any] = [stream(ctx, ip, port, seconds, cookie)]
     if port != BASELINE_PORT:
-        jobs.append(stream(ctx, ip, BASELINE_PORT, seconds))
+        jobs.append(stream(ctx, ip, BASELINE_PORT, seconds, cookie))
     results = await asyncio.gather(*jobs)
     keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
                       "packets_per_s": PACKETS_PER_S, "packet_bytes": 12 + PAYLOAD_LEN,
@@ -96,8 +96,10 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     return keys
 
 
-async def stream(ctx: CheckContext, ip: str, port: int, seconds: float) -> dict[str, Any]:
-    """Send an RTP-like stream over one flow and collect the echoes."""
+async def stream(ctx: CheckContext, ip: str, port: int, seconds: float,
+                 cookie: ReflectorCookie) -> dict[str, Any]:
+    """Send an RTP-like stream over one flow and collect the echoes (each packet carries
+    the cookie's token after its RTP header)."""
     loop = asyncio.get_running_loop()
     count = max(1, int(seconds * PACKETS_PER_S))
     ssrc = os.urandom(4)
@@ -121,7 +123,7 @@ async def stream(ctx: CheckContext, ip: str, port: int, seconds: float) -> dict[
             if delay > 0:
                 await asyncio.sleep(delay)
             header = struct.pack("!BBHI", 0x80, 111, seq, seq * 960) + ssrc
-            packet = header + os.urandom(PAYLOAD_LEN)
+            packet = cookie.with_cookie(header + os.urandom(PAYLOAD_LEN), "rtp")
             sent[seq] = (loop.time() - t0, packet)
             try:
                 await flow.send(packet)

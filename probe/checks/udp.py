@@ -1,8 +1,9 @@
 """UDP check: does an echo come back from the reflector on a call port?
 
-Random bytes (RTP-sized, never STUN-looking, so that only the port is tested) are sent
-to the reflector (``--reflector``) on the endpoint's port, a few times; at the same time
-the reflector's port 443 is tried as the baseline. An ICMP port-unreachable from the
+Random bytes (RTP-sized, never STUN-looking, so that only the port is tested; carrying
+the reflector's cookie token, :mod:`probe.checks._reflector`) are sent to the reflector
+(``--reflector``) on the endpoint's port, a few times; at the same time the reflector's
+port 443 is tried as the baseline. An ICMP port-unreachable from the
 reflector means the path works and nothing listens there: never blocking (DESIGN.md
 "Reflector"). No echo on the port while the baseline answers: ``udp_blocked``. Neither
 answering: the reflector cannot be reached, and nothing is concluded (``not_applicable``).
@@ -16,7 +17,7 @@ from typing import Any
 from probe import failures
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of
 from probe.checks._payloads import Payload, random_bytes
-from probe.checks._reflector import BASELINE_PORT, reflector_address
+from probe.checks._reflector import BASELINE_PORT, reflector_target
 from probe.checks._trials import any_answered, trials
 from probe.model import Endpoint
 
@@ -49,10 +50,11 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     port = port_of(endpoint)
-    ip, info = await reflector_address(ctx)
-    if ip is None:
+    ip, cookie, info = await reflector_target(ctx, port)
+    if ip is None or cookie is None:
         return info
-    random_payload = {"random": lambda: Payload(random_bytes(PAYLOAD_LEN), None)}
+    random_payload = cookie.stamped(
+        {"random": lambda: Payload(random_bytes(PAYLOAD_LEN), None)})
     # Up to REPEATS datagrams (more if the budget allows), stopping at the first echo.
     jobs: list[Any] = [trials(ctx, ip, port, random_payload, REPEATS, ctx.deadline,
                               until_all_answered=True)]

@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from probe import failures
+from probe import failures, reflector
 from probe.locate.ttl import FULL_TTL, Observer, Packet, ProbeResult
 from probe.model import Record
 
 KINDS = ("dns", "udp", "tcp", "tls")
+REFLECTOR_BASELINE_PORT = 443  # where a reflector surely listens (its cookie is for all)
 TEST_NAME = "locate"
 DEFAULT_CONTROL_NAME = "example.com"
 DEFAULT_DECOY_SNI = "example.com"
@@ -65,6 +66,8 @@ class Target:
     flavor: str | None = None  # app-flavoured STUN (e.g. "whatsapp")
     control_name: str = DEFAULT_CONTROL_NAME
     decoy_sni: str = DEFAULT_DECOY_SNI
+    at_reflector: bool = False  # the project's reflector: it answers only with its cookie
+    reflector_cookie: bytes | None = None
 
     @property
     def endpoint(self) -> str:
@@ -154,6 +157,9 @@ class Prober:
             payload = stun_payload(t.flavor)
             if control:
                 payload = random_bytes_like(payload)
+            if t.reflector_cookie is not None:  # a token where DPI does not look
+                payload = reflector.with_token(payload, t.reflector_cookie,
+                                               "random" if control else "stun")
             return tp.udp_probe(self.obs, t.address, t.port, payload, ttl, w)
         if t.kind == "tcp":
             if control:
@@ -350,8 +356,14 @@ def locate(targets: Sequence[Target], settings: Settings | None = None,
     done: dict[tuple[Any, ...], Location] = {}
     findings: list[Finding] = []
     watch = {t.address for t in targets if t.address}
+    cookies: dict[str, bytes | None] = {}
     with Observer(watch) as obs:
         for target in targets:
+            if target.at_reflector and target.address and cannot_locate(target) is None:
+                if target.address not in cookies:
+                    cookies[target.address] = reflector.fetch_cookie(
+                        target.address, dict.fromkeys((REFLECTOR_BASELINE_PORT, target.port)))
+                target.reflector_cookie = cookies[target.address]
             key = target.probe_key()
             if key not in done:
                 why = cannot_locate(target)

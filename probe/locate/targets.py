@@ -141,6 +141,7 @@ def blocked_targets(records: Sequence[Record], plan: Plan | None,
             target.address = host
         elif host == "reflector" and ep is not None and ep.host is None:
             target.address = reflector or ""
+            target.at_reflector = True
         elif host and addresses.get(host.lower()):
             target.address = addresses[host.lower()][0]
         if kind == "tls":

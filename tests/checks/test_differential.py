@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from probe import failures
+from probe import failures, reflector
 from probe.lab.censor import APP_STUN
-from probe.testing import FakeNetwork
+from probe.testing import CLIENT, FAKE_REFLECTOR, FakeNetwork
 from tests.helpers.checks import CALL_PORT, call_world
 from tests.helpers.checks import run_call_check as run_check
 
@@ -24,8 +24,11 @@ async def test_differential_ok(flavor: str) -> None:
     kinds = keys["trials"]["kinds"]
     assert set(kinds) == {"stun", "app_stun", "random"}
     assert all(k["sent"] == 3 and k["answered"] == 3 for k in kinds.values())
-    sizes = {len(d) for ip, port, d in net.udp_sent if port == CALL_PORT}
-    assert sizes == {keys["payload_bytes"]}  # same length for every kind
+    compared = [d for ip, port, d in net.udp_sent
+                if port == CALL_PORT and not d.startswith(reflector.HELLO_PREFIX)]
+    assert {len(d) for d in compared} == {keys["payload_bytes"]}  # same length, every kind
+    # each carries a token of the cookie the fake reflector gave the probe's address
+    assert len(compared) == 9 and all(FAKE_REFLECTOR.proven(d, CLIENT[0]) for d in compared)
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)

@@ -17,6 +17,12 @@ def free_udp_port() -> int:
 
 
 def test_serve_with_reflector_answers_stun_and_echoes(collector_process: Any) -> None:
+    """The collector's reflector is the reflector (probe.reflector): a cookie for a cookie
+    request, an echo only for a datagram carrying its token, a Binding success."""
+    from probe import reflector
+    from probe.checks._payloads import random_bytes
+    from probe.checks._reflector import ReflectorCookie
+
     port = free_udp_port()
     server = collector_process(extra=("--reflector-ports", str(port)))
     health = httpx.get(server.url + "/api/v1/health", timeout=60).json()
@@ -32,8 +38,15 @@ def test_serve_with_reflector_answers_stun_and_echoes(collector_process: Any) ->
         mapped = stun.decode_xor_address(reply.get(stun.ATTR_XOR_MAPPED_ADDRESS) or b"",
                                          request.transaction_id)
         assert (mapped.host, mapped.port) == s.getsockname()
-        s.send(b"not stun, just bytes")
-        assert s.recv(2048) == b"not stun, just bytes"
+        unproven = random_bytes(64)
+        s.send(unproven)  # no token: no echo (the cookie reply below comes first)
+        s.send(reflector.hello())
+        parsed = reflector.parse_cookie_reply(s.recv(2048))
+        assert parsed is not None
+        cookie = ReflectorCookie("127.0.0.1", parsed[1], parsed[0], 0.0, port)
+        data = cookie.with_cookie(random_bytes(64), "random")
+        s.send(data)
+        assert s.recv(2048) == data
 
 
 def test_serve_refuses_bad_reflector_ports(tmp_path: Any) -> None:

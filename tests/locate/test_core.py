@@ -263,6 +263,7 @@ def test_reflector_endpoints_are_probed_at_the_reflector() -> None:
     (target,) = blocked_targets(records, plan, None, reflector="198.19.0.7")
     assert (target.kind, target.address, target.port, target.flavor) == \
         ("udp", "198.19.0.7", 3478, "whatsapp")
+    assert target.at_reflector  # its probes will carry the reflector's cookie token
     (unknown,) = blocked_targets(records, plan, None, reflector=None)
     assert unknown.address == ""  # no reflector given: cannot be probed, hop stays null
 
@@ -276,3 +277,53 @@ def test_what_cannot_be_located_says_why() -> None:
     assert "quic://" in (cannot_locate(Target("s", "f", "quic://h:443", "unknown", SERVER,
                                               443)) or "")
     assert cannot_locate(Target("s", "f", "x", "tcp", SERVER, 443)) is None
+
+
+@pytest.mark.parametrize("flavor", [None, "whatsapp"])
+def test_probes_to_the_reflector_carry_its_token(flavor: str | None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reflector answers only a datagram carrying a token of its cookie: locate's test
+    (STUN, in the transaction ID) and control (random bytes, at bytes 12-24) carry one,
+    same lengths and app markers as without."""
+    from probe import reflector
+    from probe.lab.censor import APP_STUN
+    from probe.locate import ttl as tp
+    from probe.locate.core import Prober
+
+    resp = reflector.Responder()
+    cookie = resp.cookie(CLIENT)
+    sent: list[bytes] = []
+    monkeypatch.setattr(tp, "udp_probe", lambda obs, addr, port, payload, ttl, w:
+                        sent.append(payload) or ProbeResult(ttl=ttl, packets=[]))
+    target = Target("chatty", "calls", "differential://reflector:3478", "udp", SERVER, 3478,
+                    flavor=flavor, at_reflector=True, reflector_cookie=cookie)
+    prober = Prober(target, None, Settings())  # type: ignore[arg-type]
+    prober.test(3)
+    prober.control(3)
+    test, control = sent
+    assert len(test) == len(control) == len(stun_payload(flavor))
+    assert resp.proven(test, CLIENT) and resp.proven(control, CLIENT)
+    assert not stun.looks_like_stun(control)
+    assert stun.parse(test).msg_type == stun.parse(stun_payload(flavor)).msg_type
+    if flavor:
+        assert APP_STUN[flavor].matches(test)
+
+
+async def test_locate_gets_the_reflector_cookie_without_an_event_loop() -> None:
+    """fetch_cookie (blocking) against a real reflector on loopback: the cookie for this
+    address; None from a port where nothing answers."""
+    import asyncio
+
+    from probe import reflector
+    from tests.helpers.coturn import free_udp_port
+
+    port = free_udp_port("127.0.0.2")
+    r = await reflector.start("127.0.0.2", [port])
+    try:
+        cookie = await asyncio.to_thread(reflector.fetch_cookie, "127.0.0.2",
+                                         [free_udp_port("127.0.0.2"), port])
+        assert cookie == r.responder.cookie("127.0.0.1")
+        assert await asyncio.to_thread(reflector.fetch_cookie, "127.0.0.2",
+                                       [free_udp_port("127.0.0.2")], 0.5) is None
+    finally:
+        r.close()
