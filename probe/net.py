@@ -12,7 +12,12 @@ seam hands out the client (tests get one on an ``httpx.MockTransport``).
 
 UDP flows are *connected* sockets: the kernel then reports an ICMP port-unreachable as
 ``ConnectionRefusedError`` on the flow, which lets checks tell "no answer" from "ICMP
-error".
+error". An ICMP error is evidence only with its sender (DESIGN.md "Measurement rules
+learned from real DPI"): from the destination it means nothing listens, from a router on
+the path that the network rejected the datagram. On Linux the flow's socket has
+``IP_RECVERR``, and the error, read from the socket's error queue (``MSG_ERRQUEUE``,
+``struct sock_extended_err`` and the offender's address after it), carries its sender:
+:func:`icmp_sender`. Elsewhere the sender is unknown (None).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import functools
 import os
 import socket
 import ssl
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -53,7 +59,8 @@ class UdpFlow(Protocol):
 
     async def recv(self, timeout_s: float) -> bytes:
         """The next datagram; TimeoutError when none comes in time, ConnectionRefusedError
-        (or another OSError) when an ICMP error arrived for this flow."""
+        (or another OSError) when an ICMP error arrived for this flow (its sender, when
+        known: :func:`icmp_sender`)."""
         ...
 
     def close(self) -> None: ...
@@ -107,6 +114,20 @@ def split_host_port(value: str, default_port: int) -> tuple[str, int]:
         host, port = value.split(":")
         return host, int(port)
     return value, default_port
+
+
+def icmp_error(err: int, sender: str | None) -> OSError:
+    """The exception a flow raises for an ICMP error: the OSError subclass of ``err``
+    (``ConnectionRefusedError`` for port unreachable), knowing who sent it."""
+    exc = OSError(err, os.strerror(err))
+    exc.icmp_from = sender  # type: ignore[attr-defined]
+    return exc
+
+
+def icmp_sender(exc: BaseException) -> str | None:
+    """The address that sent the ICMP error ``exc`` stands for; None when unknown."""
+    sender = getattr(exc, "icmp_from", None)
+    return sender if isinstance(sender, str) else None
 
 
 # --- the real network ----------------------------------------------------------------
@@ -200,6 +221,113 @@ class _AsyncioUdpFlow:
         self._transport.close()
 
 
+# Linux values, for Pythons whose socket module does not name them.
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_EE_LEN = 16  # struct sock_extended_err; the offender's sockaddr follows it
+
+
+def _offender(data: bytes) -> str | None:
+    """The sender in a ``sock_extended_err`` control message (SO_EE_OFFENDER), or None
+    for an error the host itself raised (no ICMP, family AF_UNSPEC)."""
+    addr = data[_EE_LEN:]
+    if len(addr) < 2:
+        return None
+    (sa_family,) = struct.unpack_from("=H", addr)
+    if sa_family == socket.AF_INET and len(addr) >= 8:
+        return socket.inet_ntop(socket.AF_INET, addr[4:8])
+    if sa_family == socket.AF_INET6 and len(addr) >= 24:
+        return socket.inet_ntop(socket.AF_INET6, addr[8:24])
+    return None
+
+
+class _RecvErrUdpFlow:
+    """A connected, non-blocking UDP socket with ``IP_RECVERR``: datagrams and ICMP errors
+    (with their senders, from the error queue) arrive on one queue in order.
+
+    With ``IP_RECVERR`` the kernel both queues the error and sets the socket's pending
+    error, which the next ``recv`` or ``send`` returns once: that copy of an error already
+    read from the queue is dropped. The error queue must be emptied, or the socket stays
+    readable (EPOLLERR) for ever."""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self._sock = sock
+        self._loop = loop
+        self._queue = udp_inbox()
+        self._queued_error = False  # an error-queue entry not yet matched by its copy
+        self._closed = False
+        name = sock.getsockname()
+        self.local_address = (str(name[0]), int(name[1]))
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _drain_errors(self) -> int:
+        count = 0
+        while True:
+            try:
+                _, ancdata, _, _ = self._sock.recvmsg(1, 512, _MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return count
+            except OSError:
+                return count
+            for level, kind, data in ancdata:
+                if ((level, kind) in ((socket.IPPROTO_IP, _IP_RECVERR),
+                                      (socket.IPPROTO_IPV6, _IPV6_RECVERR))
+                        and len(data) >= _EE_LEN):
+                    (err,) = struct.unpack_from("=I", data)
+                    offer(self._queue, icmp_error(err, _offender(data)))
+                    self._queued_error = True
+                    count += 1
+
+    def _pending_copy(self) -> bool:
+        """Whether an error the socket returned is the copy of a queued one."""
+        self._drain_errors()
+        copy, self._queued_error = self._queued_error, False
+        return copy
+
+    def _readable(self) -> None:
+        self._drain_errors()
+        while not self._closed:
+            try:
+                data = self._sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if not self._pending_copy():
+                    offer(self._queue, exc)
+                continue
+            offer(self._queue, data)
+
+    async def send(self, data: bytes) -> None:
+        if self._closed:
+            raise ConnectionResetError("UDP flow is closed")
+        for attempt in range(2):
+            try:
+                self._sock.send(data)
+                return
+            except (BlockingIOError, InterruptedError):
+                await self._loop.sock_sendall(self._sock, data)
+                return
+            except OSError as exc:
+                # The pending error of an earlier ICMP error: this datagram did not go.
+                if attempt == 0 and self._pending_copy():
+                    continue
+                offer(self._queue, exc)  # as asyncio's transports report it
+                return
+
+    async def recv(self, timeout_s: float) -> bytes:
+        item = await asyncio.wait_for(self._queue.get(), max(timeout_s, 0.0))
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
 class RealNetwork:
     """The network as the operating system gives it."""
 
@@ -244,8 +372,25 @@ class RealNetwork:
         return _AsyncioTlsStream(reader, writer, info)
 
     async def udp_open(self, ip: str, port: int) -> UdpFlow:
+        """A connected UDP flow on a fresh source port; with ICMP senders where the
+        system tells them (Linux ``IP_RECVERR``)."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        level, option = ((socket.IPPROTO_IPV6, _IPV6_RECVERR) if family == socket.AF_INET6
+                         else (socket.IPPROTO_IP, _IP_RECVERR))
+        try:
+            sock.setsockopt(level, option, 1)
+        except OSError:  # not Linux: the kernel's errno only, through asyncio
+            sock.close()
+        else:
+            try:
+                sock.setblocking(False)
+                sock.connect((ip, port))
+            except BaseException:
+                sock.close()
+                raise
+            return _RecvErrUdpFlow(sock, loop)
         transport, proto = await loop.create_datagram_endpoint(
             _UdpProtocol, remote_addr=(ip, port), family=family
         )

@@ -7,8 +7,10 @@ rules), so a scan where everything is blackholed takes about two budgets, never 
 of the checks. The second budget is kept: the confirmation pass ends two budgets after
 the run began (the process start for ``voip-probe run``), whatever the main pass's
 stragglers and the start-up took, though each confirmation keeps at least half a
-budget. Each finished check is handed to ``emit`` at once (the results writer), so a
-run cut short keeps everything measured so far.
+budget. A check in the confirmation pass sees its main-pass test keys
+(``CheckContext.main_pass``): its own first probes may have triggered what it meets now.
+Each finished check is handed to ``emit`` at once (the results writer), so a run cut
+short keeps everything measured so far.
 
 DNS: each service gets one ``dns`` measurement per host it uses (function ``dns``); the
 lookup itself is shared by every check of the pass (:class:`~probe.resolve.HostResolver`),
@@ -169,13 +171,15 @@ async def run_plan(plan: Plan, cfg: RunConfig, net: Network, info: RunInfo, emit
                                      expected, shared=shared)
     records.extend(main)
     if cfg.confirm_failures:
-        retry = [r["_unit"] for r in main if is_failure(r)]
-        if retry:
+        failed = [r for r in main if is_failure(r)]
+        if failed:
             seed = {h: res for h, res in resolver.results().items() if res.failure is None}
             run_end = begun + 2 * cfg.timeout_s - FINISH_RESERVE_S
-            confirm, _ = await _run_pass(retry, "confirmation", cfg, net, info, emit,
-                                         progress, seed, expected, run_end,
-                                         shared=shared)
+            confirm, _ = await _run_pass([r["_unit"] for r in failed], "confirmation", cfg,
+                                         net, info, emit, progress, seed, expected, run_end,
+                                         shared=shared,
+                                         main_keys={id(r["_unit"]): r["test_keys"]
+                                                    for r in failed})
             records.extend(confirm)
     for r in records:
         r.pop("_unit", None)
@@ -188,6 +192,7 @@ async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, n
                     expected: dict[str, tuple[str, ...]] | None = None,
                     run_end: float | None = None,
                     shared: dict[str, Any] | None = None,
+                    main_keys: dict[int, dict[str, Any]] | None = None,
                     ) -> tuple[list[Record], HostResolver]:
     loop = asyncio.get_running_loop()
     resolver = HostResolver(net, cfg, seed, expected)
@@ -206,7 +211,7 @@ async def _run_pass(units: Sequence[Endpoint], pass_name: str, cfg: RunConfig, n
             deadline = t0 + cfg.timeout_s if run_end is None else \
                 confirmation_deadline(t0, cfg.timeout_s, run_end)
             ctx = CheckContext(cfg=cfg, net=net, resolver=resolver, deadline=deadline,
-                               shared=shared)
+                               shared=shared, main_pass=(main_keys or {}).get(id(ep)))
             with early_answers() as taken:
                 keys = await _run_check(ep, ctx, deadline - t0 + GRACE_S)
             if taken:

@@ -30,7 +30,9 @@
   ``udp_hosts[ip]`` (any port), else (but on port 53: no DNS server) of ``udp_default``;
   without one, nothing answers. A
   responder gets the datagram and returns a reply, a list of replies, an exception (an
-  ICMP error) or None. Ready-made ones: :func:`reflector_responder` (the project's real
+  ICMP error, sent by that host: :func:`probe.net.icmp_sender` names it) or None. Every
+  flow (:meth:`FakeNetwork.udp_open`) has a source port of its own, as a fresh socket
+  has. Ready-made ones: :func:`reflector_responder` (the project's real
   reflector logic), :func:`stun_server` (STUN Binding and TURN Allocate on our codec),
   :func:`icmp_port_unreachable`, :func:`garbage`, :func:`injector`, :func:`silent`.
 
@@ -46,7 +48,15 @@ Host names select their addresses from ``names``, as the lab selects a host's ad
 Each rule acts as the lab's does: packet rules see every datagram in both directions and
 match it as the nftables rule does (destination address and port; app-flavoured STUN by
 :data:`probe.lab.censor.APP_STUN`, the lab's own definition); TCP rules decide a
-connect (a blackhole, a RST answering the SYN, ICMP admin-prohibited); ``sni_reset``
+connect (a blackhole, a RST answering the SYN, ICMP admin-prohibited); a UDP datagram
+``reject_endpoint`` refuses meets an ICMP admin-prohibited sent by the censor
+(:data:`CENSOR_ROUTER`), and ``reject_udp_ports`` (the fake's model of iptables ``-j REJECT
+--reject-with icmp-port-unreachable`` on the censor) an ICMP port unreachable from there;
+``app_stun_dpi`` takes ``residual_s`` here, the residual mode of the lab's nDPI censor
+(:func:`probe.lab.dpi.rule.ndpi_block`): once it dropped an app's STUN from the client
+to a server address and port, every datagram between the client and that address and
+port (new flows too) is dropped for that many seconds of the event loop's clock;
+``sni_reset``
 resets a handshake whose SNI contains a selected name; the DNS rules change the
 resolver's answers; ``dns_injection`` answers first from the path. ``random_loss``,
 ``throttle`` and ``throttle_udp_ports`` act on UDP datagrams (TCP would retransmit), with
@@ -69,7 +79,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from probe import reflector, stun
 from probe.lab.censor import APP_STUN, PARAM_CHOICES, RULES, Selection, is_stun
-from probe.net import TlsInfo, offer, udp_inbox
+from probe.net import TlsInfo, icmp_error, icmp_sender, offer, udp_inbox
 
 if TYPE_CHECKING:
     import httpx
@@ -84,7 +94,10 @@ FAKE_RESOLVER = "198.18.0.53"
 # The fake world's address space. Both are bogons: endpoints of tests that answer from it
 # declare it as their expected networks, as the lab's target copies do.
 FAKE_NETWORKS = ("198.18.0.0/15", "2001:db8::/32")
-CLIENT = ("198.18.0.2", 50000)  # the probe's address and UDP port in the fake world
+CLIENT = ("198.18.0.2", 50000)  # the probe's address and its first UDP port in the fake world
+# The censor's address, as a traceroute from the client sees it in the lab
+# (probe.lab.addresses.CENSOR_DOWN): the sender of the ICMP errors its reject rules send.
+CENSOR_ROUTER = "198.18.2.2"
 
 
 # --- the world's UDP responders -------------------------------------------------------
@@ -194,6 +207,14 @@ def _under(name: str, names: Sequence[str]) -> bool:
 
 # --- the censor --------------------------------------------------------------------------
 
+# Options the fake's rules take beyond the lab rule of the same name, and what they model.
+FAKE_PARAMS: dict[str, dict[str, type]] = {
+    "app_stun_dpi": {"residual_s": int},  # probe.lab.dpi.rule.ndpi_block(residual_s=...)
+}
+# Rules only the fake has, each standing for a lab mechanism outside probe.lab.censor.RULES.
+FAKE_RULES: dict[str, str] = {
+    "reject_udp_ports": "iptables -j REJECT --reject-with icmp-port-unreachable on the censor",
+}
 NOT_MODELLED = {
     "sni_residual": "residual blocking keeps state across connections; the lab shows it",
     "rst_injection": "forged RSTs race real segments; the lab's injector shows it",
@@ -246,7 +267,7 @@ class _Applied:
                 and (not self.sel.ports or port in self.sel.ports))
 
 
-Verdict = Literal["drop", "reject"] | None
+Verdict = Literal["drop", "reject", "port_unreachable"] | None
 
 
 @dataclass
@@ -256,24 +277,31 @@ class Censor:
     net: FakeNetwork = field(repr=False)
     seed: int = 1
     applied: list[_Applied] = field(default_factory=list)
+    # (client address, server address, server port) -> loop time until which the
+    # residual block of an app_stun_dpi rule with residual_s holds
+    residual: dict[tuple[str, str, int], float] = field(default_factory=dict)
 
     def apply(self, rule: str, *, hosts: list[str] | None = None,
               addresses: list[str] | None = None, ports: list[int] | None = None,
               **params: Any) -> Selection:
         """Apply the named rule as :meth:`probe.lab.lab.Lab.apply` does; ValueError for
         what the lab would refuse, and for a rule the fake does not model."""
-        if rule not in RULES:
+        if rule in FAKE_RULES:
+            spec = RULES["drop_udp_ports"]  # selects as that rule does
+        elif rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; known: {', '.join(sorted(RULES))}")
+        else:
+            spec = RULES[rule]
         if rule in NOT_MODELLED:
             raise ValueError(f"the fake network does not model {rule}: {NOT_MODELLED[rule]}")
-        spec = RULES[rule]
+        takes = {**spec.params, **FAKE_PARAMS.get(rule, {})}
         defaults = {name: p.default for name, p in
                     inspect.signature(spec.fn).parameters.items() if name in spec.params}
         for key, value in params.items():
-            if key not in spec.params:
+            if key not in takes:
                 raise ValueError(f"rule {rule} takes no {key!r} (takes: "
-                                 f"{', '.join(spec.params) or 'nothing'})")
-            if not isinstance(value, spec.params[key]) or value not in PARAM_CHOICES.get(
+                                 f"{', '.join(takes) or 'nothing'})")
+            if not isinstance(value, takes[key]) or value not in PARAM_CHOICES.get(
                     key, (value,)):
                 raise ValueError(f"rule {rule}: bad {key} {value!r}")
         names = sorted({h.lower().rstrip(".") for h in hosts or []})
@@ -292,6 +320,7 @@ class Censor:
 
     def clear(self) -> None:
         self.applied.clear()
+        self.residual.clear()
 
     # What the rules do to each kind of traffic.
     def tcp_fate(self, ip: str, port: int) -> Fault | None:
@@ -318,6 +347,11 @@ class Censor:
         """The fate of one datagram from ``src`` to ``dst``, the rules taken in order
         (nft: the first drop or reject ends it)."""
         size = len(payload) + (48 if ":" in dst[0] else 28)  # what nft limit counts
+        out = src[0] == CLIENT[0]
+        key = (src[0], dst[0], dst[1]) if out else (dst[0], src[0], src[1])
+        until = self.residual.get(key)
+        if until is not None and now < until:
+            return "drop"
         for i, r in enumerate(self.applied):
             verdict = self._udp_rule(i, r, src, dst, payload, size, now)
             if verdict is not None:
@@ -338,13 +372,17 @@ class Censor:
         if r.rule == "stun_dpi" and to and is_stun(payload):
             return "drop"
         if r.rule == "app_stun_dpi" and to and APP_STUN[r.params["flavor"]].matches(payload):
+            if r.params.get("residual_s"):
+                self.residual[(src[0], dst[0], dst[1])] = now + r.params["residual_s"]
             return "drop"
+        if r.rule == "reject_udp_ports" and to:
+            return "port_unreachable"
         if r.rule == "random_loss":
             # One nft rule per direction (daddr, saddr) when addresses are selected, one for
             # every packet if not. Each draws from a generator of its own per direction and
             # far end, so that a test sees the same drops whatever the interleaving of its
             # flows.
-            out = src == CLIENT
+            out = src[0] == CLIENT[0]
             far = dst if out else src
             rules = (("daddr", dst[0]), ("saddr", src[0])) if sel.addresses else (("all", ""),)
             for nft_rule, ip in rules:
@@ -422,6 +460,7 @@ class FakeNetwork:
     udp_sent: list[tuple[str, int, bytes]] = field(default_factory=list)
     censor: Censor = field(init=False)
     _attempts: dict[object, int] = field(default_factory=dict)
+    _next_port: int = CLIENT[1] - 1
 
     def __post_init__(self) -> None:
         self.censor = Censor(self, seed=self.seed)
@@ -509,7 +548,8 @@ class FakeNetwork:
         return httpx.Response(self.http_status.get(name, 200), content=b"fake\n")
 
     async def udp_open(self, ip: str, port: int) -> _FakeUdpFlow:
-        return _FakeUdpFlow(self, ip, port)
+        self._next_port += 1
+        return _FakeUdpFlow(self, ip, port, (CLIENT[0], self._next_port))
 
     def dns_answer(self, query: bytes) -> bytes | None:
         """The resolver's answer to ``query``: the censor's resolver rules, then the
@@ -629,11 +669,11 @@ class _FakeUdpFlow:
     """A connected UDP socket in the fake world: each datagram meets the censor on the
     way out, the world, and the censor again on the way back."""
 
-    def __init__(self, net: FakeNetwork, ip: str, port: int) -> None:
+    def __init__(self, net: FakeNetwork, ip: str, port: int, local: tuple[str, int]) -> None:
         self._net = net
         self._peer = (ip, port)
         self._inbox = udp_inbox()  # bounded as the real flow's is
-        self.local_address = CLIENT
+        self.local_address = local
 
     async def send(self, data: bytes) -> None:
         net, (ip, port) = self._net, self._peer
@@ -642,9 +682,11 @@ class _FakeUdpFlow:
         forged = net.censor.injected(data) if port == 53 else None
         if forged is not None:  # the injector sees the query before any filter
             self._deliver(forged)
-        verdict = net.censor.udp_verdict(CLIENT, self._peer, data, loop.time())
-        if verdict == "reject":  # ICMP admin-prohibited
-            offer(self._inbox, OSError(errno.EHOSTUNREACH, "No route to host"))
+        verdict = net.censor.udp_verdict(self.local_address, self._peer, data, loop.time())
+        if verdict == "reject":  # ICMP admin-prohibited, from the censor
+            offer(self._inbox, icmp_error(errno.EHOSTUNREACH, CENSOR_ROUTER))
+        elif verdict == "port_unreachable":  # iptables REJECT's default, from the censor
+            offer(self._inbox, icmp_error(errno.ECONNREFUSED, CENSOR_ROUTER))
         if verdict is not None:
             return
         # An injector releases the query after its forgery: the real answer comes second.
@@ -658,8 +700,12 @@ class _FakeUdpFlow:
     def _deliver(self, reply: Reply) -> None:
         if isinstance(reply, bytes):
             now = asyncio.get_running_loop().time()
-            if self._net.censor.udp_verdict(self._peer, CLIENT, reply, now) is not None:
+            if self._net.censor.udp_verdict(self._peer, self.local_address, reply,
+                                            now) is not None:
                 return
+        elif isinstance(reply, OSError) and icmp_sender(reply) is None:
+            # An ICMP error from the world: the host the datagram reached sent it.
+            reply = icmp_error(reply.errno or errno.EIO, self._peer[0])
         offer(self._inbox, reply)
 
     async def recv(self, timeout_s: float) -> bytes:

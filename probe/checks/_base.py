@@ -83,8 +83,9 @@ class CheckModule(Protocol):
 @dataclass(slots=True)
 class CheckContext:
     """What a check may use: the run's options, the network, the shared resolver, its
-    deadline (``loop.time()`` by which it must have finished) and ``shared``: state every
-    check of one run shares (the reflector's cookie, :mod:`probe.checks._reflector`)."""
+    deadline (``loop.time()`` by which it must have finished), ``shared``: state every
+    check of one run shares (the reflector's cookie, :mod:`probe.checks._reflector`) and,
+    in the confirmation pass, the endpoint's main-pass test keys."""
 
     cfg: RunConfig
     net: Network
@@ -92,6 +93,9 @@ class CheckContext:
     deadline: float
     extra: dict[str, Any] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
+    # In the confirmation pass: the test keys this endpoint got in the main pass, whose
+    # own probes may have triggered what this pass meets (residual blocking).
+    main_pass: TestKeys | None = None
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())

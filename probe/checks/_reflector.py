@@ -20,7 +20,9 @@ No cookie (the reflector cannot be reached on either port) is recorded as
 :func:`control_methods` says what a same-port reflector control shows about a failure
 to a service's server: the port is blocked (``udp_blocked``), STUN is (``stun_dpi``),
 or only that destination is (``relay_unreachable``). The reflector's port 443 is the
-baseline (the port least likely to be blocked).
+baseline (the port least likely to be blocked). The control's trials are fresh flows,
+the neutral kinds before and after an app-flavoured one (:mod:`probe.checks._trials`), so
+that residual blocking the app probe triggers is not read as a blocked port.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from probe import failures
 from probe import reflector as wire
 from probe.checks._base import CheckContext, udp_failure
 from probe.checks._payloads import Payload, PayloadMaker, differential_makers
-from probe.checks._trials import answered, any_answered, trials
+from probe.checks._trials import answered, any_answered, rejected_on_path, trials
 from probe.hostnames import ipv4_first
 
 BASELINE_PORT = 443
@@ -231,6 +233,8 @@ def control_methods(control: dict[str, Any] | None) -> list[str]:
     if not control or control.get("failure"):
         return []
     same, base = control.get("same_port"), control.get("baseline")
+    if not any_answered(same) and rejected_on_path(same):
+        return ["udp_blocked"]  # a router on the path refused the datagrams
     if not any_answered(same) and (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
         return []  # the reflector does not listen on this port: the path works, no test
     if answered(same, "stun") and answered(same, "app_stun") is False:

@@ -5,10 +5,16 @@ RTO 500 ms, doubling, Rc = 7 sends, Rm = 16) cut to the check's budget, records 
 send and every datagram received, and validates the reply (cookie, transaction ID,
 FINGERPRINT, XOR-MAPPED-ADDRESS). Outcomes are distinct failure strings: no answer
 (``generic_timeout_error``), an ICMP error (``port_unreachable``, ``host_unreachable``
-...), a malformed reply (``stun_malformed_reply``) or only well-formed replies that
-answer someone else (``stun_unexpected_reply``: a wrong transaction ID, an injected
-answer). :func:`run_transaction` is the whole of either check: resolve, transact, and on
-silence a same-port reflector control (:mod:`probe.checks._reflector`).
+..., with its sender in ``icmp_from`` where the system tells it), a malformed reply
+(``stun_malformed_reply``) or only well-formed replies that answer someone else
+(``stun_unexpected_reply``: a wrong transaction ID, an injected answer).
+:func:`run_transaction` is the whole of either check: resolve, transact, and on silence a
+same-port reflector control (:mod:`probe.checks._reflector`).
+
+An ICMP error is judged by its sender (DESIGN.md "Measurement rules learned from real
+DPI"): from the server itself, nothing listens there (no method: the server is down, not
+blocked); a port unreachable from any other address, a router on the path, is the
+network refusing the datagram: ``udp_blocked``, the router's address in ``icmp_from``.
 
 Privacy: the probe's public address (XOR-MAPPED-ADDRESS) is recorded only with
 ``--include-ip``; raw reply bytes are never recorded.
@@ -33,6 +39,7 @@ from probe.checks._base import (
 from probe.checks._payloads import PayloadMaker
 from probe.checks._reflector import control_methods, reflector_control
 from probe.model import Endpoint
+from probe.net import icmp_sender
 from probe.privacy import learned_own_address
 from probe.results import Events
 
@@ -51,6 +58,14 @@ def stun_methods(test_keys: TestKeys) -> list[str]:
     settled = settled_methods(test_keys)
     if settled is not None:
         return settled
+    sender = test_keys.get("icmp_from")
+    if sender is not None:
+        servers = {tx.get("ip") for tx in test_keys.values()
+                   if isinstance(tx, dict) and "request_type" in tx}
+        if sender in servers:
+            return []  # the server itself: nothing listens there
+        if test_keys["failure"] == failures.PORT_UNREACHABLE:
+            return ["udp_blocked"]  # a router on the path refused the datagram
     if test_keys["failure"] in _CONTROLLED:
         return control_methods(test_keys.get("control"))
     return []
@@ -70,6 +85,7 @@ class Transaction:
     response: stun.StunMessage | None = None
     rtt_s: float | None = None
     local: tuple[str, int] | None = None
+    icmp_from: str | None = None  # the sender of the ICMP error, when the system says
 
     def to_json(self, include_ip: bool, local: tuple[str, int] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -177,8 +193,9 @@ async def stun_transaction(ctx: CheckContext, ip: str, port: int,
                 continue
             except OSError as exc:  # an ICMP error for this flow: a hard failure
                 tx.failure = udp_failure(exc)
+                tx.icmp_from = icmp_sender(exc)
                 tx.received.add({"t": round(loop.time() - t0, 4), "kind": "icmp",
-                                    "failure": tx.failure})
+                                 "failure": tx.failure, "from": tx.icmp_from})
                 return tx
             t = round(loop.time() - t0, 4)
             try:
@@ -257,6 +274,8 @@ async def run_transaction(endpoint: Endpoint, ctx: CheckContext, request: stun.S
     else:
         keys["control"] = await control
     keys[key] = tx.to_json(ctx.cfg.include_ip, tx.local)
+    if tx.icmp_from is not None:
+        keys["icmp_from"] = tx.icmp_from
     if tx.failure is not None:
         keys["failure"] = tx.failure
         keys["failed_operation"] = key

@@ -1,20 +1,46 @@
-"""Trials: payloads of several *kinds* (plain STUN, app-flavoured STUN, random bytes of
-the same length) sent in random order, repeated, over ONE flow (the same 5-tuple) to the
-reflector, each matched to its own reply. This is the payload-differential test of
-techniques.md 4.5, used by the udp and differential checks and the reflector control."""
+"""Trials: payloads of several *kinds* (plain STUN, app-flavoured STUN, random bytes of the
+same length) sent to the reflector, each the FIRST packet of its OWN flow (a fresh UDP
+socket: a fresh source port, a fresh 5-tuple), in random order, repeated, each matched to
+its own reply. This is the payload-differential test of techniques.md 4.5, used by the
+udp and differential checks and the reflector control.
+
+Why a flow per trial (DESIGN.md "Measurement rules learned from real DPI"): a DPI engine
+classifies a flow over its first packets and then acts on the whole flow, so kinds sharing
+a flow are judged by whichever went first. Why phases: some censors, once they recognise
+an app, also drop the client's later traffic to that server address and port (residual
+blocking). So when an app-flavoured kind is among the makers, the neutral kinds go first
+on their own (phase ``b``, before: their answers awaited before any app probe leaves), then
+every kind in random order (phase ``m``), then the neutral kinds again (phase ``a``,
+after). Neutral kinds answered before and never after an app probe is residual blocking
+triggered by the app probe (:func:`residual_kinds`), not a blocked port.
+
+A result (JSON-friendly, stored in test keys)::
+
+    {"ip": reflector, "port": 3478, "kinds": {kind: {"sent", "answered", "rtt_s"}},
+     "flows": [[phase, kind, source port, result], ...],   # in the order sent
+     "icmp": failure | None, "icmp_from": address | None, "failure": None}
+
+where a flow's result is ``ok`` (answered), ``lost`` (no answer in time) or the failure
+string of an ICMP error on that flow (``port_unreachable``, ...); ``icmp_from`` is the
+address that sent the first ICMP error (:func:`probe.net.icmp_sender`), None when the
+system does not say.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from probe import failures
 from probe.checks._base import CheckContext, udp_failure
-from probe.checks._payloads import Payload, PayloadMaker
+from probe.checks._payloads import PayloadMaker
+from probe.net import icmp_sender
 
-if TYPE_CHECKING:
-    from probe.net import UdpFlow
+NEUTRAL = ("random", "stun")  # kinds no censor should mind
+APP = "app_stun"
+SPACING_S = 0.02  # between two sends: the censor sees the trials in the order sent
 
 
 @dataclass
@@ -28,99 +54,142 @@ class KindStats:
                 "rtt_s": [round(x, 4) for x in self.rtts]}
 
 
+@dataclass
+class _Round:
+    """The trials of one call to :func:`trials`, as they are sent and answered."""
+
+    ip: str
+    port: int
+    stats: dict[str, KindStats]
+    flows: list[list[Any]] = field(default_factory=list)
+    icmp: str | None = None
+    icmp_from: str | None = None
+    failure: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ip": self.ip, "port": self.port,
+                "kinds": {k: s.to_json() for k, s in self.stats.items()},
+                "flows": self.flows, "icmp": self.icmp, "icmp_from": self.icmp_from,
+                "failure": self.failure}
+
+
+def plan(kinds: list[str], repeats: int, phased: bool) -> list[tuple[str, str]]:
+    """(phase, kind) in the order to send: with ``phased`` (an app kind is compared), the
+    neutral kinds before, every kind ``repeats`` times in random order, the neutral kinds
+    after; else every kind ``repeats`` times in random order."""
+    mixed = [k for k in kinds for _ in range(repeats)]
+    random.shuffle(mixed)
+    if not phased:
+        return [("m", k) for k in mixed]
+    neutral = [k for k in kinds if k in NEUTRAL]
+    return [*(("b", k) for k in neutral), *(("m", k) for k in mixed),
+            *(("a", k) for k in neutral)]
+
+
 async def trials(ctx: CheckContext, ip: str, port: int, makers: dict[str, PayloadMaker],
                  repeats: int, deadline: float, wait_s: float = 0.6,
                  until_all_answered: bool = False) -> dict[str, Any]:
-    """Send each kind ``repeats`` times in random order over one flow; count answers.
-    With ``until_all_answered``, stop as soon as every kind has had an answer.
+    """Each kind ``repeats`` times, every trial on a fresh flow (see the module docstring);
+    with an app kind among ``makers``, in the phases before, mixed, after.
 
-    Returns {"port", "order", "kinds": {kind: KindStats}, "icmp": failure|None,
-    "failure": set when the flow could not be used}.
+    With ``until_all_answered``, one trial at a time (each waiting for its answer, the
+    budget spread over the trials left) until every kind has had an answer: a cheap
+    reachability test. Otherwise trials go out :data:`SPACING_S` apart and wait for their
+    answers side by side (``wait_s`` each), so a round costs about one wait, not one per
+    trial; the before phase is awaited before anything else is sent.
     """
+    phased = APP in makers and not until_all_answered
+    order = plan(list(makers), repeats, phased)
+    rnd = _Round(ip, port, {k: KindStats() for k in makers})
     loop = asyncio.get_running_loop()
-    order = [k for k in makers for _ in range(repeats)]
-    random.shuffle(order)
-    stats = {k: KindStats() for k in makers}
-    result: dict[str, Any] = {"port": port, "order": order, "icmp": None, "failure": None}
-    try:
-        flow = await ctx.net.udp_open(ip, port)
-    except Exception as exc:
-        result["failure"] = udp_failure(exc)
-        result["kinds"] = {k: s.to_json() for k, s in stats.items()}
-        return result
-    outstanding: list[tuple[str, Payload, float]] = []
-    per_trial = wait_s
-    try:
-        for i, kind in enumerate(order):
-            if until_all_answered and all(st.answered for st in stats.values()):
-                result["order"] = order[:i]
+    if until_all_answered:
+        for i, (phase, kind) in enumerate(order):
+            if all(st.answered for st in rnd.stats.values()):
                 break
-            now = loop.time()
-            left = deadline - now
+            left = deadline - loop.time()
             if left <= 0.05:
                 break
-            # spread what is left over the remaining trials, at most wait_s each
-            per_trial = min(wait_s, left / (len(order) - i))
-            payload = makers[kind]()
-            await flow.send(payload.data)
-            stats[kind].sent += 1
-            outstanding.append((kind, payload, now))
-            await _collect(flow, outstanding, stats, result, now + per_trial, payload)
-        # late answers (an answer may come just after its trial's window)
-        await _collect(flow, outstanding, stats, result, min(deadline, loop.time() + per_trial))
-    except OSError as exc:
-        result["failure"] = udp_failure(exc)
-    finally:
-        flow.close()
-    result["kinds"] = {k: s.to_json() for k, s in stats.items()}
-    return result
+            await _trial(ctx, ip, port, phase, kind, makers[kind], rnd,
+                         loop.time() + min(wait_s, left / (len(order) - i)))
+        return rnd.to_json()
+    waiting: list[asyncio.Future[None]] = []
+    for index, (phase, kind) in enumerate(order):
+        if phase != "b" and index and order[index - 1][0] == "b":
+            await asyncio.gather(*waiting)  # the before phase's answers, before any app probe
+        elif index:
+            await asyncio.sleep(SPACING_S)
+        if deadline - loop.time() <= 0.05:
+            break
+        sent = asyncio.Event()
+        waiting.append(asyncio.ensure_future(_trial(
+            ctx, ip, port, phase, kind, makers[kind], rnd,
+            min(deadline, loop.time() + wait_s), sent)))
+        await sent.wait()  # sent (or failed to open) before the next one goes
+    await asyncio.gather(*waiting)
+    return rnd.to_json()
 
 
-async def _collect(flow: UdpFlow, outstanding: list[tuple[str, Payload, float]],
-                   stats: dict[str, KindStats], result: dict[str, Any], until: float,
-                   awaited: Payload | None = None) -> None:
-    """Receive and match answers until the loop time ``until``, or sooner once ``awaited``
-    (without it: every outstanding payload) is answered. An ICMP error on the flow is noted
-    in ``result["icmp"]`` and receiving goes on."""
+async def _trial(ctx: CheckContext, ip: str, port: int, phase: str, kind: str,
+                 maker: PayloadMaker, rnd: _Round, until: float,
+                 sent: asyncio.Event | None = None) -> None:
+    """One trial: open a fresh flow, send one payload, wait for its answer until the loop
+    time ``until``; record it in ``rnd``."""
     loop = asyncio.get_running_loop()
-
-    def waiting() -> bool:
-        if awaited is None:
-            return bool(outstanding)
-        return any(p is awaited for _, p, _ in outstanding)
-
-    while waiting() and loop.time() < until:
+    entry: list[Any] = [phase, kind, None, "lost"]
+    rnd.flows.append(entry)
+    try:
         try:
-            reply = await flow.recv(until - loop.time())
-        except TimeoutError:
+            flow = await ctx.net.udp_open(ip, port)
+        except Exception as exc:  # network failures are data
+            entry[3] = rnd.failure = udp_failure(exc)
             return
-        except OSError as exc:
-            result["icmp"] = udp_failure(exc)
-            continue
-        _match(reply, outstanding, stats, loop.time())
-
-
-def _match(reply: bytes, outstanding: list[tuple[str, Payload, float]],
-           stats: dict[str, KindStats], now: float) -> None:
-    for index, (kind, payload, sent_at) in enumerate(outstanding):
-        if payload.answered_by(reply):
-            stats[kind].answered += 1
-            stats[kind].rtts.append(now - sent_at)
-            del outstanding[index]
-            return
+        entry[2] = flow.local_address[1]
+        try:
+            payload = maker()
+            t0 = loop.time()
+            try:
+                await flow.send(payload.data)
+            except OSError as exc:
+                entry[3] = rnd.failure = udp_failure(exc)
+                return
+            rnd.stats[kind].sent += 1
+            if sent is not None:
+                sent.set()
+            while loop.time() < until:
+                try:
+                    reply = await flow.recv(until - loop.time())
+                except TimeoutError:
+                    return
+                except OSError as exc:  # an ICMP error for this flow
+                    entry[3] = udp_failure(exc)
+                    if rnd.icmp is None:
+                        rnd.icmp, rnd.icmp_from = entry[3], icmp_sender(exc)
+                    return
+                if payload.answered_by(reply):
+                    rnd.stats[kind].answered += 1
+                    rnd.stats[kind].rtts.append(loop.time() - t0)
+                    entry[3] = "ok"
+                    return
+        finally:
+            flow.close()
+    finally:
+        if sent is not None:
+            sent.set()
 
 
 def merge_trials(first: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    """Counts of two rounds of :func:`trials` on the same port, added up."""
+    """Two rounds of :func:`trials` on the same port, added up (flows in the order sent)."""
     kinds: dict[str, Any] = {}
     for kind in set(first.get("kinds") or {}) | set(more.get("kinds") or {}):
         a = (first.get("kinds") or {}).get(kind) or {"sent": 0, "answered": 0, "rtt_s": []}
         b = (more.get("kinds") or {}).get(kind) or {"sent": 0, "answered": 0, "rtt_s": []}
         kinds[kind] = {"sent": a["sent"] + b["sent"], "answered": a["answered"] + b["answered"],
                        "rtt_s": [*a["rtt_s"], *b["rtt_s"]]}
-    return {"port": first.get("port"), "order": [*first.get("order", []), *more.get("order", [])],
-            "icmp": first.get("icmp") or more.get("icmp"),
-            "failure": first.get("failure") or more.get("failure"), "kinds": kinds,
+    icmp_first = first if first.get("icmp") else more
+    return {"ip": first.get("ip"), "port": first.get("port"), "kinds": kinds,
+            "flows": [*first.get("flows", []), *more.get("flows", [])],
+            "icmp": icmp_first.get("icmp"), "icmp_from": icmp_first.get("icmp_from"),
+            "failure": first.get("failure") or more.get("failure"),
             "rounds": int(first.get("rounds", 1)) + int(more.get("rounds", 1))}
 
 
@@ -137,3 +206,31 @@ def answered(result: dict[str, Any] | None, kind: str) -> bool | None:
 def any_answered(result: dict[str, Any] | None) -> bool:
     return any(int(s.get("answered", 0)) > 0
                for s in ((result or {}).get("kinds") or {}).values())
+
+
+def residual_kinds(result: dict[str, Any] | None) -> list[str]:
+    """The neutral kinds answered in the before phase and never on a flow sent after the
+    first app-flavoured probe (tried there at least once): blocking the app probe
+    triggered. Empty when no app probe was sent or nothing shows it."""
+    flows = (result or {}).get("flows") or []
+    first_app = next((i for i, f in enumerate(flows) if f[1] == APP and f[2] is not None),
+                     None)
+    if first_app is None:
+        return []
+    out = []
+    for kind in NEUTRAL:
+        before = any(f[0] == "b" and f[1] == kind and f[3] == "ok" for f in flows[:first_app])
+        after = [f for f in flows[first_app + 1:] if f[1] == kind and f[2] is not None]
+        if before and after and not any(f[3] == "ok" for f in after):
+            out.append(kind)
+    return out
+
+
+def rejected_on_path(result: dict[str, Any] | None) -> bool:
+    """An ICMP port unreachable on these trials sent by an address other than the one
+    they went to: a router on the path refused the datagrams (routers send none for the
+    traffic they forward; a firewall's REJECT does)."""
+    result = result or {}
+    sender = result.get("icmp_from")
+    return (result.get("icmp") == failures.PORT_UNREACHABLE and sender is not None
+            and sender != result.get("ip"))

@@ -1,15 +1,26 @@
-"""Payload-differential check (techniques.md 4.5): on one reflector port, over one
-5-tuple, in random order and repeated, send plain STUN, app-flavoured STUN (``flavor``:
-WhatsApp's message types and attributes, Teams' Microsoft attributes, Google's 0xFF03,
-a REALM naming the app) and random bytes, all of the same length. The reflector answers
-STUN Binding requests and echoes the rest, each carrying the run's cookie token where DPI
-does not look (:mod:`probe.checks._reflector`: lengths and app markers unchanged). The
-reflector's port 443 is the baseline.
+"""Payload-differential check (techniques.md 4.5): to one reflector port, plain STUN,
+app-flavoured STUN (``flavor``: WhatsApp's message types and attributes, Teams' Microsoft
+attributes, Google's 0xFF03, a REALM naming the app) and random bytes, all of the same
+length, each the first packet of its own flow (a fresh source port), in random order and
+repeated; the neutral kinds (random bytes, plain STUN) also before the first app probe and
+again after it (:mod:`probe.checks._trials`). The reflector answers STUN Binding requests
+and echoes the rest, each carrying the run's cookie token where DPI does not look
+(:mod:`probe.checks._reflector`: lengths and app markers unchanged). The reflector's port
+443 is the baseline.
 
 * random passes, plain STUN does not: ``stun_dpi``;
-* plain STUN passes, app-flavoured STUN does not: ``app_stun_dpi``;
-* nothing passes on the port while the baseline does: ``udp_blocked``;
-* the reflector does not answer at all, or does not listen there: ``not_applicable``.
+* plain STUN passes, app-flavoured STUN does not: ``app_stun_dpi``; when the neutral kinds
+  passed before the first app probe and never after it, the app probe triggered residual
+  blocking (``residual_blocking: true``, ``residual_kinds``), never ``udp_blocked``;
+* nothing passes on the port while the baseline does, or a router on the path answers
+  with ICMP port unreachable (``icmp_from``: its address): ``udp_blocked``;
+* the reflector does not answer at all, or does not listen there (an ICMP error from the
+  reflector itself): ``not_applicable``.
+
+The confirmation pass runs after the main pass, within a residual block the main pass may
+have triggered: there, failures the main pass's residual evidence explains (the kinds it
+saw blocked after the app probe) keep the main pass's ``app_stun_dpi``, and the main
+pass's evidence is kept beside this pass's (``main_pass``).
 """
 
 from __future__ import annotations
@@ -20,7 +31,16 @@ from probe import failures, stun
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, one_of, port_of
 from probe.checks._payloads import differential_makers
 from probe.checks._reflector import BASELINE_PORT, reflector_target
-from probe.checks._trials import answered, any_answered, merge_trials, trials
+from probe.checks._trials import (
+    APP,
+    NEUTRAL,
+    answered,
+    any_answered,
+    merge_trials,
+    rejected_on_path,
+    residual_kinds,
+    trials,
+)
 from probe.model import Endpoint
 
 NAME = "differential"
@@ -39,7 +59,16 @@ _FAILED_OPERATION = {"stun_dpi": "stun", "app_stun_dpi": "app_stun", "udp_blocke
 
 def outcome(test_keys: TestKeys) -> str:
     """ok | stun_dpi | app_stun_dpi | udp_blocked | random_blocked | inconclusive |
-    nothing_listens | reflector_unreachable, from the stored counts."""
+    nothing_listens | reflector_unreachable, from the stored counts (and, in the
+    confirmation pass, the main pass's evidence kept beside them)."""
+    result = _own_outcome(test_keys)
+    if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable") \
+            and _explained_by_main_pass(test_keys, test_keys.get("main_pass")):
+        return "app_stun_dpi"
+    return result
+
+
+def _own_outcome(test_keys: TestKeys) -> str:
     same, base = test_keys.get("trials"), test_keys.get("baseline")
     r = answered(same, "random")
     s = answered(same, "stun")
@@ -51,6 +80,8 @@ def outcome(test_keys: TestKeys) -> str:
     if r and s and a is False:
         return "app_stun_dpi"
     if not any_answered(same):
+        if rejected_on_path(same):
+            return "udp_blocked"  # a router refused them: the network, not the reflector
         if (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
             return "nothing_listens"
         return "udp_blocked" if any_answered(base) else "reflector_unreachable"
@@ -81,7 +112,7 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     )
     keys: TestKeys = {"failure": None, "failed_operation": None, "reflector_port": port,
                       "flavor": flavor, "payload_bytes": length, "trials": same,
-                      "baseline": base}
+                      "baseline": base, "main_pass": None}
     result = outcome(keys)
     # Random loss can starve one kind by chance; DPI starves it every time. More rounds,
     # while the budget lasts, until every kind has had an answer or it is clear.
@@ -93,6 +124,17 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
                                      until_all_answered=True)
         keys["trials"] = merge_trials(keys["trials"], more)
         result = outcome(keys)
+    main = ctx.main_pass
+    if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable") \
+            and main and _explained_by_main_pass(keys, main):
+        keys["main_pass"] = {"outcome": main["outcome"], "residual_kinds": main["residual_kinds"],
+                             "trials": main.get("trials")}
+        result = outcome(keys)
+    if result == "app_stun_dpi":
+        _note_residual(keys, residual_kinds(keys["trials"]) if keys["main_pass"] is None
+                       else list(keys["main_pass"]["residual_kinds"]))
+    if rejected_on_path(keys["trials"]):
+        keys["icmp_from"] = keys["trials"]["icmp_from"]
     keys["outcome"] = result
     if result in ("nothing_listens", "reflector_unreachable"):
         keys["failure"] = failures.NOT_APPLICABLE
@@ -103,3 +145,19 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
         keys["failure"] = failures.GENERIC_TIMEOUT
         keys["failed_operation"] = _FAILED_OPERATION[result]
     return keys
+
+
+def _note_residual(keys: TestKeys, kinds: list[str]) -> None:
+    keys["residual_blocking"] = bool(kinds)
+    keys["residual_kinds"] = kinds
+
+
+def _explained_by_main_pass(keys: TestKeys, main: TestKeys | None) -> bool:
+    """Whether the main pass found ``app_stun_dpi`` with residual blocking and every
+    neutral kind failing in this pass is one the main pass saw blocked after its app
+    probe (the app kind never answering): this pass ran inside that block."""
+    if not main or main.get("outcome") != "app_stun_dpi" or not main.get("residual_kinds"):
+        return False
+    failing = [k for k in NEUTRAL if answered(keys.get("trials"), k) is False]
+    return (bool(failing) and set(failing) <= set(main["residual_kinds"])
+            and not answered(keys.get("trials"), APP))

@@ -5,7 +5,9 @@ the reflector's cookie token, :mod:`probe.checks._reflector`) are sent to the re
 (``--reflector``) on the endpoint's port, a few times; at the same time the reflector's
 port 443 is tried as the baseline. An ICMP port-unreachable from the
 reflector means the path works and nothing listens there: never blocking (DESIGN.md
-"Reflector"). No echo on the port while the baseline answers: ``udp_blocked``. Neither
+"Reflector"); from any other address (a router on the path: ``icmp_from``) it means the
+network refused the datagrams: ``udp_blocked``. No echo on the port while the baseline
+answers: ``udp_blocked``. Every datagram is the first of its own flow. Neither
 answering: the reflector cannot be reached, and nothing is concluded (``not_applicable``).
 """
 
@@ -18,7 +20,7 @@ from probe import failures
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of
 from probe.checks._payloads import Payload, random_bytes
 from probe.checks._reflector import BASELINE_PORT, reflector_target
-from probe.checks._trials import any_answered, trials
+from probe.checks._trials import any_answered, rejected_on_path, trials
 from probe.model import Endpoint
 
 NAME = "udp"
@@ -35,6 +37,8 @@ def outcome(test_keys: TestKeys) -> str:
     same, base = test_keys.get("echo"), test_keys.get("baseline")
     if any_answered(same):
         return "ok"
+    if rejected_on_path(same):
+        return "udp_blocked"
     if (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
         return "nothing_listens"
     if any_answered(base):
@@ -66,6 +70,8 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
                       "echo": results[0], "baseline": results[-1]}
     result = outcome(keys)
     keys["outcome"] = result
+    if rejected_on_path(results[0]):
+        keys["icmp_from"] = results[0]["icmp_from"]
     if result == "udp_blocked":
         keys["failure"] = failures.GENERIC_TIMEOUT
         keys["failed_operation"] = "udp_echo"

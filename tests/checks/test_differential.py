@@ -1,16 +1,27 @@
-"""The differential check (plain STUN, app STUN, random bytes over one flow) through the network
-seam, in the fake world (the project's reflector logic answering) under the lab's censor
-rules."""
+"""The differential check (plain STUN, app STUN, random bytes, each the first packet of its
+own flow, neutral kinds before and after the app's) through the network seam, in the fake
+world (the project's reflector logic answering) under the lab's censor rules."""
 
 from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
 
 import pytest
 
 from probe import failures, reflector
+from probe import testing as T
+from probe.checks import differential
 from probe.lab.censor import APP_STUN
+from probe.model import Endpoint, Plan, RunConfig, Service
+from probe.runner import RunInfo, run_plan
 from probe.testing import CLIENT, FAKE_REFLECTOR, FakeNetwork
-from tests.helpers.checks import CALL_PORT, call_world
+from probe.verdicts import summarize
+from tests.helpers.checks import CALL_PORT, REFLECTOR, call_world, context
 from tests.helpers.checks import run_call_check as run_check
+
+INFO = RunInfo(report_id="r1", start=datetime(2026, 12, 2, tzinfo=UTC))
 
 FLAVORS = ["whatsapp", "teams", "google", "viber"]
 
@@ -23,12 +34,14 @@ async def test_differential_ok(flavor: str) -> None:
     assert keys["failure"] is None and keys["outcome"] == "ok" and methods == []
     kinds = keys["trials"]["kinds"]
     assert set(kinds) == {"stun", "app_stun", "random"}
-    assert all(k["sent"] == 3 and k["answered"] == 3 for k in kinds.values())
+    # neutral kinds: once before, three times mixed, once after; the app's: three times
+    assert {k: (v["sent"], v["answered"]) for k, v in kinds.items()} == {
+        "stun": (5, 5), "random": (5, 5), "app_stun": (3, 3)}
     compared = [d for ip, port, d in net.udp_sent
                 if port == CALL_PORT and not d.startswith(reflector.HELLO_PREFIX)]
     assert {len(d) for d in compared} == {keys["payload_bytes"]}  # same length, every kind
     # each carries a token of the cookie the fake reflector gave the probe's address
-    assert len(compared) == 9 and all(FAKE_REFLECTOR.proven(d, CLIENT[0]) for d in compared)
+    assert len(compared) == 13 and all(FAKE_REFLECTOR.proven(d, CLIENT[0]) for d in compared)
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
@@ -82,3 +95,150 @@ async def test_differential_random_loss_is_not_dpi(seed: int, repeat: int) -> No
     keys, methods = await run_check("differential", net, host=None,
                                     options={"flavor": "whatsapp"}, timeout_s=8.0)
     assert keys["outcome"] == "ok" and methods == [], keys["trials"]["kinds"]
+
+
+# --- every probe the first packet of its own flow; residual blocking -----------------------
+
+def _phases(flows: list[list]) -> str:
+    """The phases of the flows in the order sent, run-length encoded (``b m a``)."""
+    out: list[str] = []
+    for phase, *_ in flows:
+        if not out or out[-1] != phase:
+            out.append(phase)
+    return " ".join(out)
+
+
+async def test_differential_every_trial_is_a_fresh_flow_neutral_before_and_after() -> None:
+    net = call_world()
+    keys, _ = await run_check("differential", net, host=None,
+                              options={"flavor": "whatsapp"}, timeout_s=6.0)
+    flows = keys["trials"]["flows"]
+    ports = [sport for _, _, sport, _ in flows]
+    assert len(flows) == 13 and len(set(ports)) == 13 and None not in ports
+    sent_to_port = [d for _, port, d in net.udp_sent
+                    if port == CALL_PORT and not d.startswith(reflector.HELLO_PREFIX)]
+    assert len(sent_to_port) == 13  # one datagram per flow: each is its flow's first packet
+    assert _phases(flows) == "b m a"
+    first_app = next(i for i, f in enumerate(flows) if f[1] == "app_stun")
+    assert sorted(f[1] for f in flows[:2]) == ["random", "stun"] and first_app >= 2
+    assert sorted(f[1] for f in flows[-2:]) == ["random", "stun"]
+    assert all(f[3] == "ok" for f in flows)
+
+
+async def test_differential_kinds_go_in_random_order() -> None:
+    orders = set()
+    for _ in range(5):
+        keys, _ = await run_check("differential", call_world(), host=None,
+                                  options={"flavor": "teams"}, timeout_s=6.0)
+        orders.add(tuple(f[1] for f in keys["trials"]["flows"] if f[0] == "m"))
+    assert len(orders) > 1  # 9!/(3!^3) = 1680 orders: five alike would be no shuffle
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+async def test_differential_residual_blocking_is_app_stun_dpi(flavor: str) -> None:
+    """A censor that, once it drops the app's STUN, drops everything from the client to
+    that reflector port (the lab's nDPI censor with residual_s): the neutral kinds passed
+    before the app probe and fail after it, which is the app probe's doing, not a blocked
+    port."""
+    net = call_world()
+    net.censor.apply("app_stun_dpi", flavor=flavor, residual_s=60)
+    keys, methods = await run_check("differential", net, host=None,
+                                    options={"flavor": flavor}, timeout_s=6.0)
+    assert methods == ["app_stun_dpi"] and keys["outcome"] == "app_stun_dpi", keys
+    assert keys["residual_blocking"] is True
+    assert keys["residual_kinds"] == ["random", "stun"]
+    flows = keys["trials"]["flows"]
+    assert [f[3] for f in flows if f[0] == "b"] == ["ok", "ok"]
+    first_app = next(i for i, f in enumerate(flows) if f[1] == "app_stun")
+    assert all(f[3] == "lost" for f in flows[first_app:])
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+async def test_differential_app_stun_dpi_without_residual_says_so(flavor: str) -> None:
+    net = call_world()
+    net.censor.apply("app_stun_dpi", flavor=flavor)
+    keys, methods = await run_check("differential", net, host=None,
+                                    options={"flavor": flavor}, timeout_s=6.0)
+    assert methods == ["app_stun_dpi"]
+    assert keys["residual_blocking"] is False and keys["residual_kinds"] == []
+
+
+async def test_confirmation_inside_the_residual_block_keeps_app_stun_dpi() -> None:
+    """The confirmation pass runs while the main pass's residual block holds: alone, its
+    trials look like a blocked port (nothing passes there, the baseline does); with the
+    main pass's keys it stays app_stun_dpi and keeps both passes' evidence."""
+    net = call_world()
+    net.censor.apply("app_stun_dpi", flavor="whatsapp", residual_s=60)
+    ep = Endpoint(service="svc", function="calls", check="differential", port=CALL_PORT,
+                  options={"flavor": "whatsapp"}, source="test:1")
+    cfg = RunConfig(timeout_s=3.0, reflector=REFLECTOR)
+    main = await differential.run(ep, context(net, cfg))
+    assert main["outcome"] == "app_stun_dpi" and main["residual_blocking"] is True
+    alone = await differential.run(ep, context(net, cfg))
+    assert alone["outcome"] == "udp_blocked"  # what a pass without the main pass's keys sees
+    ctx = context(net, cfg)
+    ctx.main_pass = json.loads(json.dumps(main))
+    confirm = await differential.run(ep, ctx)
+    assert confirm["outcome"] == "app_stun_dpi" and differential.methods(confirm) == [
+        "app_stun_dpi"]
+    assert confirm["residual_blocking"] is True
+    assert confirm["main_pass"]["trials"]["flows"] == ctx.main_pass["trials"]["flows"]
+    assert not any(f[3] == "ok" for f in confirm["trials"]["flows"])
+
+
+async def test_confirmation_does_not_excuse_a_port_blocked_from_the_start() -> None:
+    """Main-pass evidence of app_stun_dpi without residual blocking explains nothing: a
+    confirmation that finds the whole port dropped says udp_blocked."""
+    net = call_world()
+    ep = Endpoint(service="svc", function="calls", check="differential", port=CALL_PORT,
+                  options={"flavor": "whatsapp"}, source="test:1")
+    cfg = RunConfig(timeout_s=3.0, reflector=REFLECTOR)
+    net.censor.apply("app_stun_dpi", flavor="whatsapp")
+    main = await differential.run(ep, context(net, cfg))
+    assert main["outcome"] == "app_stun_dpi" and main["residual_kinds"] == []
+    net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
+    ctx = context(net, cfg)
+    ctx.main_pass = json.loads(json.dumps(main))
+    confirm = await differential.run(ep, ctx)
+    assert confirm["outcome"] == "udp_blocked" and confirm["main_pass"] is None
+
+
+def test_runner_gives_the_confirmation_pass_the_main_pass_keys() -> None:
+    """Through the runner: main pass app_stun_dpi with residual blocking, confirmation
+    inside the block, and the calls verdict app_stun_dpi, never udp_blocked."""
+    net = call_world(names={"c.test": ["198.18.9.9"]})
+    net.censor.apply("app_stun_dpi", flavor="whatsapp", residual_s=60)
+    ep = Endpoint(service="svc", function="calls", check="differential", port=CALL_PORT,
+                  options={"flavor": "whatsapp"}, source="test:1")
+    control = Endpoint(service="controls", function="control", check="tcp", host="c.test",
+                       port=443, expected_networks=T.FAKE_NETWORKS, source="test:2")
+    out: list[dict] = []
+    cfg = RunConfig(timeout_s=3.0, reflector=REFLECTOR)
+    plan = Plan((Service("svc", "svc", (ep,)), Service("controls", "controls", (control,))))
+    asyncio.run(run_plan(plan, cfg, net, INFO, out.append))
+    passes = {r["pass"]: r["test_keys"] for r in out if r["service"] == "svc"}
+    assert passes["main"]["residual_blocking"] is True
+    assert passes["confirmation"]["outcome"] == "app_stun_dpi"
+    assert passes["confirmation"]["main_pass"]["outcome"] == "app_stun_dpi"
+    calls = summarize(out)["services"]["svc"]["functions"]["calls"]
+    assert calls["status"] == "blocked" and calls["methods"] == ["app_stun_dpi"]
+
+
+# --- ICMP errors by their sender -----------------------------------------------------------
+
+async def test_differential_icmp_reject_from_a_router_is_udp_blocked() -> None:
+    net = call_world()
+    net.censor.apply("reject_udp_ports", ports=[CALL_PORT])
+    keys, methods = await run_check("differential", net, host=None,
+                                    options={"flavor": "viber"}, timeout_s=3.0)
+    assert methods == ["udp_blocked"] and keys["icmp_from"] == T.CENSOR_ROUTER
+    assert keys["trials"]["icmp"] == failures.PORT_UNREACHABLE
+
+
+async def test_differential_icmp_from_the_reflector_is_nothing_listens() -> None:
+    net = call_world(udp={(REFLECTOR, CALL_PORT): T.icmp_port_unreachable})
+    keys, methods = await run_check("differential", net, host=None,
+                                    options={"flavor": "viber"}, timeout_s=3.0)
+    assert keys["outcome"] == "nothing_listens" and methods == []
+    assert keys["failure"] == failures.NOT_APPLICABLE and "icmp_from" not in keys
+    assert keys["trials"]["icmp_from"] == REFLECTOR

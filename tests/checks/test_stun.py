@@ -12,7 +12,7 @@ import pytest
 from probe import failures, stun
 from probe import testing as T
 from probe.testing import FakeNetwork
-from tests.helpers.checks import CALL_PORT, SERVER, call_world
+from tests.helpers.checks import CALL_PORT, REFLECTOR, SERVER, call_world
 from tests.helpers.checks import run_call_check as run_check
 
 
@@ -109,3 +109,35 @@ async def test_stun_control_not_run_on_success() -> None:
     keys, _ = await run_check("stun", net)
     assert keys["failure"] is None and keys["control"] is None
     assert net.udp_sent and all(ip == SERVER for ip, _, _ in net.udp_sent)
+
+
+# --- an ICMP error judged by its sender ----------------------------------------------------
+
+async def test_stun_icmp_from_the_server_itself_is_not_blocking() -> None:
+    net = call_world(udp_hosts={SERVER: T.icmp_port_unreachable})
+    keys, methods = await run_check("stun", net)
+    assert keys["failure"] == failures.PORT_UNREACHABLE and keys["icmp_from"] == SERVER
+    assert keys["stun_binding"]["received"][0]["from"] == SERVER
+    assert methods == []  # nothing listens there: the server is down, not blocked
+
+
+async def test_stun_icmp_reject_from_a_router_is_udp_blocked() -> None:
+    """iptables -j REJECT (icmp-port-unreachable) on the censor: the error comes from the
+    censor's address, not the server's; the reflector's same port is rejected as well."""
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("reject_udp_ports", ports=[CALL_PORT])
+    keys, methods = await run_check("stun", net)
+    assert keys["failure"] == failures.PORT_UNREACHABLE
+    assert keys["icmp_from"] == T.CENSOR_ROUTER and methods == ["udp_blocked"]
+
+
+async def test_stun_control_icmp_reject_from_a_router_is_udp_blocked() -> None:
+    """The control alone tells it too: the server is silent (dropped) while the reflector's
+    same port is rejected by a router."""
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("drop_endpoint", addresses=[SERVER], proto="udp")
+    net.censor.apply("reject_udp_ports", addresses=[REFLECTOR], ports=[CALL_PORT])
+    keys, methods = await run_check("stun", net, timeout_s=3.0)
+    assert keys["failure"] == failures.GENERIC_TIMEOUT and "icmp_from" not in keys
+    assert keys["control"]["same_port"]["icmp_from"] == T.CENSOR_ROUTER
+    assert methods == ["udp_blocked"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from probe import failures, stun
 from probe import testing as T
 from probe.testing import FakeNetwork
-from tests.helpers.checks import SERVER, call_world
+from tests.helpers.checks import CALL_PORT, SERVER, call_world
 from tests.helpers.checks import run_call_check as run_check
 
 
@@ -62,3 +62,29 @@ async def test_a_dropped_teams_flavoured_allocate_is_app_stun_dpi_not_a_cut_rela
     # the same censor spares a plain Allocate: the relay answers it
     plain, plain_methods = await run_check("turn", net, timeout_s=2.0)
     assert plain["failure"] is None and plain_methods == []
+
+
+async def test_turn_icmp_reject_from_a_router_is_udp_blocked() -> None:
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("reject_udp_ports", ports=[CALL_PORT])
+    keys, methods = await run_check("turn", net, options={"flavor": "teams"})
+    assert keys["icmp_from"] == T.CENSOR_ROUTER and methods == ["udp_blocked"]
+
+
+async def test_turn_icmp_from_the_relay_itself_is_not_blocking() -> None:
+    net = call_world(udp_hosts={SERVER: T.icmp_port_unreachable})
+    keys, methods = await run_check("turn", net)
+    assert keys["icmp_from"] == SERVER and methods == []
+
+
+async def test_a_teams_allocate_that_triggers_residual_blocking_on_the_reflector() -> None:
+    """The control's app-flavoured request goes after the neutral kinds on fresh flows: a
+    residual block it triggers on the reflector's port leaves plain STUN's earlier answer
+    standing, so the control still says app_stun_dpi, not udp_blocked."""
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("app_stun_dpi", flavor="teams", residual_s=60)
+    keys, methods = await run_check("turn", net, options={"flavor": "teams"}, timeout_s=3.0)
+    assert methods == ["app_stun_dpi"], keys["control"]
+    flows = keys["control"]["same_port"]["flows"]
+    assert sorted(f[1] for f in flows if f[0] == "b") == ["random", "stun"]
+    assert len({f[2] for f in flows}) == len(flows)

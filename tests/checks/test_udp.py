@@ -45,3 +45,18 @@ async def test_udp_random_loss_is_not_blocking() -> None:
     net.censor.apply("random_loss", percent=50)
     keys, methods = await run_check("udp", net, host=None, timeout_s=4.0)
     assert keys["outcome"] == "ok" and methods == []
+
+
+async def test_udp_icmp_reject_from_a_router_is_udp_blocked() -> None:
+    net = call_world()
+    net.censor.apply("reject_udp_ports", ports=[CALL_PORT])
+    keys, methods = await run_check("udp", net, host=None)
+    assert methods == ["udp_blocked"] and keys["icmp_from"] == T.CENSOR_ROUTER
+
+
+async def test_udp_every_datagram_is_a_fresh_flow() -> None:
+    net = call_world()
+    net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
+    keys, _ = await run_check("udp", net, host=None)
+    ports = [f[2] for f in keys["echo"]["flows"]]
+    assert len(ports) == 6 and len(set(ports)) == 6
