@@ -5,7 +5,11 @@ For a blocked endpoint, the same path is probed hop by hop (IP TTL 1, 2, ...) wi
 
 * DNS: a query for the blocked name vs a query for a control name, to the same resolver;
 * UDP/STUN: a STUN Binding request (app-flavoured when the endpoint is) vs random bytes
-  of the same length, to the same address and port;
+  of the same length, to the same address and port; when the server does not answer the
+  control (it blocks that address, or the server ignores random bytes), the control goes
+  to the reflector on the same port (``control_address``), which echoes it: the two share
+  the path up to the censor, so the hop where they part is still found, even when the
+  blocked server is the first hop past the censor;
 * TCP: a SYN to the blocked address and port vs a traceroute datagram to the same address;
 * TLS: after a full-TTL TCP handshake, the ClientHello with the real SNI vs one with a
   decoy SNI (OONI ``tlsmiddlebox``, ts-037).
@@ -68,6 +72,8 @@ class Target:
     decoy_sni: str = DEFAULT_DECOY_SNI
     at_reflector: bool = False  # the project's reflector: it answers only with its cookie
     reflector_cookie: bytes | None = None
+    control_address: str | None = None  # udp: the reflector, for a control it echoes
+    control_cookie: bytes | None = None  # the reflector's cookie, for that control
 
     @property
     def endpoint(self) -> str:
@@ -101,6 +107,7 @@ class Location:
     injected_evidence: list[str] = field(default_factory=list)
     residual_blocking: bool | None = None
     residual_checks: list[dict[str, Any]] = field(default_factory=list)
+    control_address: str | None = None  # where the hop loop's controls went, if not the server
     hops: list[Hop] = field(default_factory=list)
     baseline: list[Packet] = field(default_factory=list)
     suspects: list[Packet] = field(default_factory=list)
@@ -114,6 +121,7 @@ class Location:
             "injected": self.injected, "injected_evidence": list(self.injected_evidence),
             "residual_blocking": self.residual_blocking,
             "residual_checks": list(self.residual_checks),
+            "control_address": self.control_address,
             "baseline": [p.to_json() for p in self.baseline],
             "suspects": [p.to_json() for p in self.suspects],
             "hops": [h.to_json() for h in self.hops],
@@ -139,6 +147,7 @@ class Prober:
         self.obs = obs
         self.s = settings
         self._hello: dict[str, bytes] = {}
+        self.control_to = target.address  # udp controls: the server, or the reflector
 
     def test(self, ttl: int) -> ProbeResult:
         return self._probe(ttl, control=False)
@@ -157,6 +166,10 @@ class Prober:
             payload = stun_payload(t.flavor)
             if control:
                 payload = random_bytes_like(payload)
+                if self.control_to != t.address:  # the reflector: with its token
+                    if t.control_cookie is not None:
+                        payload = reflector.with_token(payload, t.control_cookie, "random")
+                    return tp.udp_probe(self.obs, self.control_to, t.port, payload, ttl, w)
             if t.reflector_cookie is not None:  # a token where DPI does not look
                 payload = reflector.with_token(payload, t.reflector_cookie,
                                                "random" if control else "stun")
@@ -238,7 +251,8 @@ def trace(prober: Prober, settings: Settings, log: Log | None = None) -> Locatio
             _place(loc, ttl)
             return loc
         if control.outcome in (*REACHED, "connect_failed") or test.outcome in REACHED \
-                or control.time_exceeded_from == prober.t.address:
+                or control.time_exceeded_from in {prober.t.address,
+                                                  getattr(prober, "control_to", prober.t.address)}:
             return loc
         silent = silent + 1 if control.outcome == test.outcome == "none" else 0
         if silent >= settings.silent_hops:
@@ -305,7 +319,14 @@ def locate_target(target: Target, obs: Observer, settings: Settings,
     prober = Prober(target, obs, settings)
     before = prober.control(FULL_TTL)
     baseline = _from_server(before, target.address)
+    reflected = (target.kind == "udp" and target.control_address is not None
+                 and target.control_address != target.address and not _works(before, target))
+    if reflected:
+        prober.control_to = str(target.control_address)
     loc = trace(prober, settings, log)
+    prober.control_to = target.address  # the residual checks are the server's
+    if reflected:
+        loc.control_address = target.control_address
     loc.baseline = baseline
     trigger = prober.test(FULL_TTL)
     limited = [loc.hops[-1].test] if loc.diverged_at is not None else []
@@ -355,15 +376,21 @@ def locate(targets: Sequence[Target], settings: Settings | None = None,
     settings = settings or Settings()
     done: dict[tuple[Any, ...], Location] = {}
     findings: list[Finding] = []
-    watch = {t.address for t in targets if t.address}
+    watch = {a for t in targets for a in (t.address, t.control_address) if a}
     cookies: dict[str, bytes | None] = {}
+
+    def cookie(address: str, port: int) -> bytes | None:
+        if address not in cookies:
+            cookies[address] = reflector.fetch_cookie(
+                address, dict.fromkeys((REFLECTOR_BASELINE_PORT, port)))
+        return cookies[address]
+
     with Observer(watch) as obs:
         for target in targets:
             if target.at_reflector and target.address and cannot_locate(target) is None:
-                if target.address not in cookies:
-                    cookies[target.address] = reflector.fetch_cookie(
-                        target.address, dict.fromkeys((REFLECTOR_BASELINE_PORT, target.port)))
-                target.reflector_cookie = cookies[target.address]
+                target.reflector_cookie = cookie(target.address, target.port)
+            if target.control_address and target.address and cannot_locate(target) is None:
+                target.control_cookie = cookie(target.control_address, target.port)
             key = target.probe_key()
             if key not in done:
                 why = cannot_locate(target)

@@ -4,7 +4,9 @@ After a scan, every endpoint that failed in its last pass (controls excluded), i
 function the verdicts call blocked or impaired, becomes a :class:`~probe.locate.Target`:
 DNS failures are located at the resolver (test name vs control name), STUN/TURN/UDP
 endpoints with STUN vs random bytes, TLS/HTTPS endpoints with the real vs a decoy SNI,
-TCP endpoints with a SYN vs a traceroute datagram. Addresses come from the run's own DNS
+TCP endpoints with a SYN vs a traceroute datagram. UDP endpoints on a service's own server
+get the reflector (``--reflector``) as the control's fallback destination on the same port
+(:attr:`~probe.locate.core.Target.control_address`). Addresses come from the run's own DNS
 measurements, so locate probes exactly what the scan probed. ``--endpoint`` names targets
 by hand instead (``dns://NAME``, ``stun://HOST:PORT``, ``tcp://HOST:PORT``,
 ``tls://HOST:PORT``).
@@ -144,6 +146,8 @@ def blocked_targets(records: Sequence[Record], plan: Plan | None,
             target.at_reflector = True
         elif host and addresses.get(host.lower()):
             target.address = addresses[host.lower()][0]
+        if kind == "udp" and reflector and target.address != reflector:
+            target.control_address = reflector
         if kind == "tls":
             target.host = str(options.get("sni") or host or "")
         targets.append(target)
@@ -201,6 +205,7 @@ def endpoint_targets(values: Sequence[str], plan: Plan | None, cfg: RunConfig) -
 
     targets: list[Target] = []
     resolver = resolver_address(cfg)
+    reflector = reflector_address(cfg)
     ctl = control_name(plan)
     for value in values:
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
@@ -223,6 +228,8 @@ def endpoint_targets(values: Sequence[str], plan: Plan | None, cfg: RunConfig) -
                 raise EndpointError(f"--endpoint {value!r}: a port is needed")
             v4 = _resolve_v4(host, cfg, plan)  # an IP literal resolves to itself
             target.address = v4[0] if v4 else ""
+            if kind == "udp" and reflector and target.address != reflector:
+                target.control_address = reflector
         targets.append(target)
     return targets
 

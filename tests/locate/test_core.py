@@ -133,6 +133,53 @@ def test_a_silent_path_stops_early() -> None:
     assert loc.hop is None and len(loc.hops) == 3
 
 
+REFLECTOR = "198.19.0.7"
+
+
+class FirstHopPastTheCensor(FakeProber):
+    """The blocked server is the first hop past the censor (hop 3) and ignores random
+    bytes; the censor (hop 2) drops the test. The reflector, also past the censor, echoes
+    the control. Controls go to ``control_to``, as :class:`probe.locate.core.Prober`'s."""
+
+    def __init__(self) -> None:
+        super().__init__("drop")
+        self.control_to = SERVER
+
+    def control(self, ttl: int) -> ProbeResult:
+        self.sent.append(("control", ttl))
+        if self.control_to == REFLECTOR:
+            return ProbeResult(ttl, [te(ttl)] if ttl <= 3 else [reply()])
+        return ProbeResult(ttl, [te(ttl)] if ttl <= 2 else [])  # the server ignores it
+
+    def test(self, ttl: int) -> ProbeResult:
+        self.sent.append(("test", ttl))
+        return ProbeResult(ttl, [te(ttl)] if ttl <= 2 else [])
+
+
+def test_a_server_right_past_the_censor_is_located_with_the_reflector_as_control() -> None:
+    alone = trace(FirstHopPastTheCensor(), Settings())  # type: ignore[arg-type]
+    assert alone.hop is None  # the control to the server itself never answers past hop 2
+    prober = FirstHopPastTheCensor()
+    prober.control_to = REFLECTOR
+    loc = trace(prober, Settings())  # type: ignore[arg-type]
+    assert (loc.hop, loc.hop_address, loc.diverged_at) == (2, ROUTERS[2], 3)
+
+
+def test_blocked_server_endpoints_get_the_reflector_as_control_address() -> None:
+    records = [
+        _rec("controls", "control", "tcp", "tcp://ctl.test:443", {"failure": None}),
+        _rec("chatty", "dns", "dns", "dns://relay.test",
+             {"failure": None, "hostname": "relay.test", "addresses": [SERVER]}),
+        _rec("chatty", "messaging", "tcp", "tcp://chat.test:443", {"failure": None}),
+        _rec("chatty", "calls", "stun", "stun://relay.test:3478",
+             {"failure": "generic_timeout_error", "failed_operation": "stun_binding"}),
+    ]
+    (target,) = blocked_targets(records, None, None, reflector=REFLECTOR)
+    assert (target.kind, target.address, target.control_address) == ("udp", SERVER, REFLECTOR)
+    (plain,) = blocked_targets(records, None, None, reflector=None)
+    assert plain.control_address is None
+
+
 @pytest.mark.parametrize(("control", "test", "expected"), [
     ([te(2)], [], True),                         # dropped
     ([te(2)], [te(2), reply()], True),            # answered before the server
