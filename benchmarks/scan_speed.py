@@ -7,7 +7,9 @@ Prints, measured side by side in one run:
   window (first answer to the end of the lookup: checks no longer wait for it), the
   confirmation pass, the slowest checks;
 * wall time / check budget when every endpoint is unreachable (blackholed: every connect
-  waits out its budget). Goal: at most 2.0 (the main pass and the confirmation pass each
+  waits out its budget), the reflector's call ports too (its baseline port 443 answers, so
+  the call-path checks get its cookie and their trials, a fresh flow each, wait out theirs).
+  Goal: at most 2.0 (the main pass and the confirmation pass each
   take about one budget, never the sum of the checks);
 * the same when every endpoint answers;
 * the ratio of running the same checks one by one (concurrency 1) to the concurrent run;
@@ -29,7 +31,7 @@ from datetime import UTC, datetime
 from probe.model import Plan, RunConfig
 from probe.runner import RunInfo, plan_units, run_plan
 from probe.targets import load_plan
-from probe.testing import FAKE_NETWORKS, FakeNetwork, stun_server
+from probe.testing import FAKE_NETWORKS, FakeNetwork, reflector_responder, stun_server
 
 
 def fake_plan() -> Plan:
@@ -52,17 +54,28 @@ def answer_everything(data: bytes) -> bytes:
     return _STUN_SERVER(data) or data
 
 
+# --reflector (an address, as a volunteer may give it): the udp, differential and stream
+# checks run. Clear of the hosts' addresses (198.18.1.1 onwards) and of the resolver's.
+REFLECTOR = "198.18.250.7"
+
+
 def fake_world(blackholed: bool) -> tuple[FakeNetwork, int]:
-    """Every UDP endpoint answers (:func:`answer_everything`); blackholed: the censor drops
-    every packet to every endpoint (the resolver still answers)."""
+    """Every UDP endpoint answers (:func:`answer_everything`), the reflector as the project's
+    does (:func:`probe.testing.reflector_responder`); blackholed: the censor drops every
+    packet to every endpoint and to the reflector's call ports (the resolver and the
+    reflector's baseline port 443 still answer)."""
     plan = fake_plan()
     hosts = sorted({e.target_host for e in plan.endpoints if e.target_host})
     # 198.18.1.1 onwards: clear of the resolver (198.18.0.53), which the censor must not drop.
     names = {h: [f"198.18.{i // 250 + 1}.{i % 250 + 1}"] for i, h in enumerate(hosts)}
-    net = FakeNetwork(names=names, udp_default=answer_everything)
+    net = FakeNetwork(names=names, udp_default=answer_everything,
+                      udp_hosts={REFLECTOR: reflector_responder})
     if blackholed:
         for proto in ("tcp", "udp"):
             net.censor.apply("drop_endpoint", hosts=hosts, proto=proto)
+        call_ports = sorted({e.port for e in plan.endpoints
+                             if e.target_host is None and e.port and e.port != 443})
+        net.censor.apply("drop_udp_ports", addresses=[REFLECTOR], ports=call_ports)
     return net, len(plan_units(plan))
 
 
@@ -72,7 +85,7 @@ def scan(blackholed: bool, budget: float, concurrency: int = 256,
     net, _ = fake_world(blackholed)
     info = RunInfo(report_id="bench", start=datetime.now(UTC))
     records: list[dict] = []
-    cfg = RunConfig(timeout_s=budget, concurrency=concurrency)
+    cfg = RunConfig(timeout_s=budget, concurrency=concurrency, reflector=REFLECTOR)
     t0 = time.perf_counter()
     asyncio.run(run_plan(plan, cfg, net, info, records.append))
     if slowest is not None:
