@@ -208,6 +208,15 @@ def any_answered(result: dict[str, Any] | None) -> bool:
                for s in ((result or {}).get("kinds") or {}).values())
 
 
+def passed_before_app(result: dict[str, Any] | None) -> list[str]:
+    """The neutral kinds answered in the before phase, ahead of the first app probe."""
+    flows = (result or {}).get("flows") or []
+    first_app = next((i for i, f in enumerate(flows) if f[1] == APP and f[2] is not None),
+                     len(flows))
+    return [k for k in NEUTRAL
+            if any(f[0] == "b" and f[1] == k and f[3] == "ok" for f in flows[:first_app])]
+
+
 def residual_kinds(result: dict[str, Any] | None) -> list[str]:
     """The neutral kinds answered in the before phase and never on a flow sent after the
     first app-flavoured probe (tried there at least once): blocking the app probe
@@ -218,10 +227,10 @@ def residual_kinds(result: dict[str, Any] | None) -> list[str]:
     if first_app is None:
         return []
     out = []
+    before = passed_before_app(result)
     for kind in NEUTRAL:
-        before = any(f[0] == "b" and f[1] == kind and f[3] == "ok" for f in flows[:first_app])
         after = [f for f in flows[first_app + 1:] if f[1] == kind and f[2] is not None]
-        if before and after and not any(f[3] == "ok" for f in after):
+        if kind in before and after and not any(f[3] == "ok" for f in after):
             out.append(kind)
     return out
 

@@ -17,10 +17,11 @@ and echoes the rest, each carrying the run's cookie token where DPI does not loo
 * the reflector does not answer at all, or does not listen there (an ICMP error from the
   reflector itself): ``not_applicable``.
 
-The confirmation pass runs after the main pass, within a residual block the main pass may
-have triggered: there, failures the main pass's residual evidence explains (the kinds it
-saw blocked after the app probe) keep the main pass's ``app_stun_dpi``, and the main
-pass's evidence is kept beside this pass's (``main_pass``).
+The confirmation pass runs after the main pass, within whatever blocking the run's app
+probes triggered (a residual block; nDPI labels later STUN to the port with the app it
+saw there): when the main pass found ``app_stun_dpi`` and the kinds failing now passed
+there before its first app probe, the main pass's ``app_stun_dpi`` stands (with
+``residual_blocking``), and its evidence is kept beside this pass's (``main_pass``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from probe.checks._trials import (
     answered,
     any_answered,
     merge_trials,
+    passed_before_app,
     rejected_on_path,
     residual_kinds,
     trials,
@@ -127,12 +129,17 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     main = ctx.main_pass
     if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable") \
             and main and _explained_by_main_pass(keys, main):
-        keys["main_pass"] = {"outcome": main["outcome"], "residual_kinds": main["residual_kinds"],
+        keys["main_pass"] = {"outcome": main["outcome"],
+                             "residual_kinds": main.get("residual_kinds") or [],
                              "trials": main.get("trials")}
         result = outcome(keys)
     if result == "app_stun_dpi":
-        _note_residual(keys, residual_kinds(keys["trials"]) if keys["main_pass"] is None
-                       else list(keys["main_pass"]["residual_kinds"]))
+        if keys["main_pass"] is None:
+            _note_residual(keys, residual_kinds(keys["trials"]))
+        else:  # blocked now after passing before the main pass's app probe
+            failing = {k for k in NEUTRAL if answered(keys["trials"], k) is False}
+            _note_residual(keys, [k for k in NEUTRAL if k in failing
+                                  or k in keys["main_pass"]["residual_kinds"]])
     if rejected_on_path(keys["trials"]):
         keys["icmp_from"] = keys["trials"]["icmp_from"]
     keys["outcome"] = result
@@ -153,11 +160,12 @@ def _note_residual(keys: TestKeys, kinds: list[str]) -> None:
 
 
 def _explained_by_main_pass(keys: TestKeys, main: TestKeys | None) -> bool:
-    """Whether the main pass found ``app_stun_dpi`` with residual blocking and every
-    neutral kind failing in this pass is one the main pass saw blocked after its app
-    probe (the app kind never answering): this pass ran inside that block."""
-    if not main or main.get("outcome") != "app_stun_dpi" or not main.get("residual_kinds"):
+    """Whether the main pass found ``app_stun_dpi`` and every neutral kind failing in this
+    pass passed there before the app probe (the app kind never answering now): blocking
+    the run's app probes triggered (a residual block, or a DPI engine that labels the
+    port's later STUN with the app it saw there), not a port that was blocked all along."""
+    if not main or main.get("outcome") != "app_stun_dpi":
         return False
     failing = [k for k in NEUTRAL if answered(keys.get("trials"), k) is False]
-    return (bool(failing) and set(failing) <= set(main["residual_kinds"])
+    return (bool(failing) and set(failing) <= set(passed_before_app(main.get("trials")))
             and not answered(keys.get("trials"), APP))

@@ -186,9 +186,28 @@ async def test_confirmation_inside_the_residual_block_keeps_app_stun_dpi() -> No
     assert not any(f[3] == "ok" for f in confirm["trials"]["flows"])
 
 
-async def test_confirmation_does_not_excuse_a_port_blocked_from_the_start() -> None:
-    """Main-pass evidence of app_stun_dpi without residual blocking explains nothing: a
-    confirmation that finds the whole port dropped says udp_blocked."""
+async def test_confirmation_excuses_nothing_but_the_main_pass_app_stun_dpi() -> None:
+    """Only a main pass that saw plain STUN pass before its app probe and the app's fail
+    explains a blocked port later: a main pass that found plain STUN blocked (stun_dpi)
+    does not, and a confirmation that finds the whole port dropped says udp_blocked."""
+    net = call_world()
+    ep = Endpoint(service="svc", function="calls", check="differential", port=CALL_PORT,
+                  options={"flavor": "whatsapp"}, source="test:1")
+    cfg = RunConfig(timeout_s=3.0, reflector=REFLECTOR)
+    net.censor.apply("stun_dpi")
+    main = await differential.run(ep, context(net, cfg))
+    assert main["outcome"] == "stun_dpi"
+    net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
+    ctx = context(net, cfg)
+    ctx.main_pass = json.loads(json.dumps(main))
+    confirm = await differential.run(ep, ctx)
+    assert confirm["outcome"] == "udp_blocked" and confirm["main_pass"] is None
+
+
+async def test_confirmation_after_app_stun_dpi_without_residual_in_the_main_pass() -> None:
+    """Blocking the run's app probes set off after the main pass's own after-phase (nDPI
+    labels later STUN to the port with the app it saw there): plain STUN passed before the
+    main pass's app probe and fails now, the app's never passed: app_stun_dpi, residual."""
     net = call_world()
     ep = Endpoint(service="svc", function="calls", check="differential", port=CALL_PORT,
                   options={"flavor": "whatsapp"}, source="test:1")
@@ -196,11 +215,14 @@ async def test_confirmation_does_not_excuse_a_port_blocked_from_the_start() -> N
     net.censor.apply("app_stun_dpi", flavor="whatsapp")
     main = await differential.run(ep, context(net, cfg))
     assert main["outcome"] == "app_stun_dpi" and main["residual_kinds"] == []
-    net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
+    net.censor.apply("stun_dpi", addresses=[REFLECTOR], ports=[CALL_PORT])
     ctx = context(net, cfg)
     ctx.main_pass = json.loads(json.dumps(main))
     confirm = await differential.run(ep, ctx)
-    assert confirm["outcome"] == "udp_blocked" and confirm["main_pass"] is None
+    assert confirm["outcome"] == "app_stun_dpi" and confirm["residual_kinds"] == ["stun"]
+    assert confirm["main_pass"]["outcome"] == "app_stun_dpi"
+    alone = await differential.run(ep, context(net, cfg))
+    assert alone["outcome"] == "stun_dpi"  # what the pass would say without the main pass
 
 
 def test_runner_gives_the_confirmation_pass_the_main_pass_keys() -> None:
