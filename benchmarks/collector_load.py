@@ -1,14 +1,17 @@
-"""Load on the collector: uploads per second and latency, SQLite beside PostgreSQL.
+"""Load on the collector: uploads per second and latency, SQLite beside PostgreSQL, and
+one PostgreSQL collector beside two sharing the database (scale-out).
 
 Usage: python benchmarks/collector_load.py [--clients 20] [--uploads 600] [--lines 50]
 
-Starts ``voip-probe serve`` twice on 127.0.0.1 (loopback only): once on SQLite (the
-default) and once on a throwaway PostgreSQL server (Debian's ``postgresql``, started by
-this script on a unix socket, see probe.collector.throwaway_pg). The same distinct,
-gzip-compressed results files (following DESIGN.md "Results file") are uploaded by
-``--clients`` concurrent clients to each, then uploaded again (the "already stored"
-path). Prints uploads per second and p50/p99 latency side by side, with the
-PostgreSQL/SQLite ratios measured in this one run. Exits 1 if any upload was not
+Starts ``voip-probe serve`` on 127.0.0.1 (loopback only): on SQLite (the default), then
+on a throwaway PostgreSQL server (Debian's ``postgresql``, started by this script on a
+unix socket, see probe.collector.throwaway_pg) once as one instance and once as two
+instances (each with a data folder of its own) sharing a fresh database, the clients
+spread over them in turn as a load balancer would. The same distinct, gzip-compressed
+results files (following DESIGN.md "Results file") are uploaded by ``--clients``
+concurrent clients to each set-up, then uploaded again (the "already stored" path).
+Prints uploads per second and p50/p99 latency side by side, with the PostgreSQL/SQLite
+and two/one instance ratios measured in this one run. Exits 1 if any upload was not
 acknowledged with the expected id.
 """
 
@@ -82,7 +85,7 @@ class Phase:
         return data[min(len(data) - 1, int(q * len(data)))]
 
 
-async def run_phase(url: str, bodies: list[tuple[str, bytes]], clients: int,
+async def run_phase(urls: list[str], bodies: list[tuple[str, bytes]], clients: int,
                     expect: int) -> Phase:
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     for item in bodies:
@@ -90,7 +93,7 @@ async def run_phase(url: str, bodies: list[tuple[str, bytes]], clients: int,
     latencies: list[float] = []
     failures = 0
 
-    async def worker() -> None:
+    async def worker(url: str) -> None:
         nonlocal failures
         async with httpx.AsyncClient(timeout=60) as client:
             while True:
@@ -106,7 +109,7 @@ async def run_phase(url: str, bodies: list[tuple[str, bytes]], clients: int,
                     failures += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(clients)))
     return Phase(len(bodies), time.perf_counter() - started, latencies, failures)
 
 
@@ -138,15 +141,23 @@ def start_collector(data_dir: Path, database_url: str | None) -> tuple[subproces
 
 
 def bench(name: str, database_url: str | None, bodies: list[tuple[str, bytes]],
-          clients: int) -> tuple[Phase, Phase]:
-    with tempfile.TemporaryDirectory(prefix=f"collector-bench-{name}-") as tmp:
-        proc, url = start_collector(Path(tmp), database_url)
+          clients: int, instances: int = 1) -> tuple[Phase, Phase]:
+    with tempfile.TemporaryDirectory(prefix="collector-bench-") as tmp:
+        procs: list[subprocess.Popen[bytes]] = []
+        urls: list[str] = []
         try:
-            new = asyncio.run(run_phase(url, bodies, clients, 201))
-            again = asyncio.run(run_phase(url, bodies, clients, 200))
+            for i in range(instances):
+                data_dir = Path(tmp) / f"instance-{i}"
+                data_dir.mkdir()
+                proc, url = start_collector(data_dir, database_url)
+                procs.append(proc)
+                urls.append(url)
+            new = asyncio.run(run_phase(urls, bodies, clients, 201))
+            again = asyncio.run(run_phase(urls, bodies, clients, 200))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
     print(f"  {name}: {new.uploads} new uploads in {new.seconds:.1f} s, "
           f"{again.uploads} repeats in {again.seconds:.1f} s", file=sys.stderr)
     return new, again
@@ -173,12 +184,14 @@ def main() -> int:
         with throwaway_pg.ThrowawayPostgres() as pg:
             results["PostgreSQL"] = bench("PostgreSQL", pg.create_database("bench"), bodies,
                                           args.clients)
+            results["PostgreSQL x2"] = bench("PostgreSQL x2", pg.create_database("bench2"),
+                                             bodies, args.clients, instances=2)
     else:
         print(f"PostgreSQL skipped: {reason}", file=sys.stderr)
 
     names = list(results)
     print(f"\n{'':28}" + "".join(f"{n:>14}" for n in names)
-          + ("   PostgreSQL/SQLite" if len(names) == 2 else ""))
+          + ("   PostgreSQL/SQLite   two/one instance" if len(names) == 3 else ""))
     rows = [
         ("new uploads / s", lambda p: p[0].per_s),
         ("new p50 latency (ms)", lambda p: p[0].pct(0.50)),
@@ -190,8 +203,8 @@ def main() -> int:
     for label, get in rows:
         values = [get(results[n]) for n in names]
         line = f"{label:28}" + "".join(f"{v:14.1f}" for v in values)
-        if len(values) == 2:
-            line += f"   {values[1] / values[0]:17.2f}x"
+        if len(values) == 3:
+            line += f"   {values[1] / values[0]:17.2f}x   {values[2] / values[1]:15.2f}x"
         print(line)
     failures = sum(p.failures for pair in results.values() for p in pair)
     print(f"\nnot acknowledged as expected: {failures}")

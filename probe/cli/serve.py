@@ -22,6 +22,10 @@ def serve(
         "--database-url", envvar="VOIP_PROBE_DATABASE_URL",
         help="postgresql://user:pass@host/db (psycopg 3). Default: SQLite in --data-dir.")
     ] = None,
+    blobs: Annotated[str | None, typer.Option(
+        "--blobs", help="Where raw results files are kept: database or files. Default: the "
+        "database with PostgreSQL (collectors behind one load balancer share it and keep "
+        "nothing of their own), files in --data-dir with SQLite.")] = None,
     admin_token: Annotated[str | None, typer.Option(
         "--admin-token", envvar="VOIP_PROBE_ADMIN_TOKEN",
         help="Enables export and delete (Authorization: Bearer TOKEN). Prefer the env var.")
@@ -110,7 +114,7 @@ def serve(
         rule = Rule(probes=confirm_probes,
                     window_s=parse_duration(confirm_window, "--confirm-window", "h"))
         try:
-            storage = Storage(data_dir, database_url, rule)
+            storage = Storage(data_dir, database_url, rule, blobs=blobs)
             storage.open()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -126,8 +130,7 @@ def serve(
                               reflector_name=reflector_name, page_cache_s=page_cache)
         stderr_console().print(
             f"collector and status page on http://{host}:{port} (storage: "
-            f"{storage.db.describe()}, files in "
-            f"{storage.blobs.root}); admin endpoints "
+            f"{storage.db.describe()}, {storage.blobs.describe()}); admin endpoints "
             f"{'enabled' if admin_token else 'disabled'}"
             + (f"; reflector on UDP {reflector_host or host} ports {reflector_ports}"
                if ports else ""), highlight=False)

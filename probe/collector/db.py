@@ -23,6 +23,9 @@ from typing import Any
 POOL_SIZE = 8
 ACQUIRE_TIMEOUT_S = 15.0
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The advisory lock the collectors sharing one PostgreSQL database take to create and
+# update their tables (an arbitrary 64-bit number: "voipprob" in ASCII).
+SCHEMA_LOCK_KEY = 0x766F697070726F62
 
 
 class StorageUnavailable(Exception):
@@ -83,6 +86,12 @@ CREATE TABLE IF NOT EXISTS run_functions (
     PRIMARY KEY (upload_id, service, function)
 );
 CREATE INDEX IF NOT EXISTS run_functions_day ON run_functions (day, probe_asn);
+CREATE TABLE IF NOT EXISTS blobs (
+    id TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    data {binary} NOT NULL,
+    PRIMARY KEY (id, part)
+);
 CREATE TABLE IF NOT EXISTS run_methods (
     {run_key}
     method TEXT NOT NULL,
@@ -91,9 +100,10 @@ CREATE TABLE IF NOT EXISTS run_methods (
 """
 
 DDL = {
-    "sqlite": _TABLES.format(identity="INTEGER PRIMARY KEY AUTOINCREMENT", run_key=_RUN_KEY),
+    "sqlite": _TABLES.format(identity="INTEGER PRIMARY KEY AUTOINCREMENT", run_key=_RUN_KEY,
+                             binary="BLOB", real="REAL"),
     "postgresql": _TABLES.format(identity="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-                                 run_key=_RUN_KEY),
+                                 run_key=_RUN_KEY, binary="BYTEA", real="DOUBLE PRECISION"),
 }
 
 
@@ -226,6 +236,23 @@ class Database:
             conn.raw.close()
         except Exception:
             pass
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Held while a collector creates or brings up to date its tables: on PostgreSQL a
+        session-level advisory lock, so that of several collectors starting at once on
+        one database one does the work and the others then find it done (concurrent
+        ``CREATE TABLE IF NOT EXISTS`` can fail in PostgreSQL). SQLite serialises writers
+        by itself."""
+        if self.kind != "postgresql":
+            yield
+            return
+        with self.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(?)", (SCHEMA_LOCK_KEY,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(?)", (SCHEMA_LOCK_KEY,))
 
     def create_schema(self) -> None:
         with self.connection() as conn:

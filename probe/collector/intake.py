@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from probe.collector.blobs import BlobStore, StagedFile
+from probe.collector.blobs import Blobs, StagedFile
 from probe.collector.config import CollectorConfig
 from probe.collector.ratelimit import Quota, client_address
 from probe.collector.validate import Inflater, LineValidator, Rejected, Upload
@@ -31,7 +31,7 @@ from probe.collector.validate import Inflater, LineValidator, Rejected, Upload
 class Intake:
     """One body being received (its chunks fed from worker threads, one at a time)."""
 
-    def __init__(self, blobs: BlobStore, config: CollectorConfig, quota: Quota,
+    def __init__(self, blobs: Blobs, config: CollectorConfig, quota: Quota,
                  client: str, encoding: str | None, partial: bool) -> None:
         self.inflater = Inflater(encoding)
         self.quota = quota
@@ -90,7 +90,7 @@ def _slots(request: Request, config: CollectorConfig) -> asyncio.Semaphore:
 
 
 @asynccontextmanager
-async def receive(request: Request, blobs: BlobStore, config: CollectorConfig,
+async def receive(request: Request, blobs: Blobs, config: CollectorConfig,
                   partial: bool) -> AsyncIterator[tuple[Intake, Upload]]:
     """Receive and validate the body of ``request``; yields the intake (to keep its
     quota) and the validated upload, whose staged file lives until the block ends."""

@@ -2,9 +2,11 @@
 
 Storing an upload is two steps, in this order:
 
-1. the raw file is written to the blob store by its SHA-256 (temp file, fsync, rename);
+1. with raw files in a folder, the file is written there by its SHA-256 (temp file,
+   fsync, rename);
 2. one database transaction indexes it: the ``uploads`` row, one ``measurements`` row per
-   line and the run summary's per-function statuses (``run_functions``/``run_methods``).
+   line and the run summary's per-function statuses (``run_functions``/``run_methods``),
+   and, with raw files in the database, the file itself (``blobs``).
 
 Only after the commit is the upload acknowledged. An upload is *visible* only through its
 ``uploads`` row, so a crash between the steps leaves at most an unreferenced blob (never a
@@ -14,11 +16,16 @@ crash's leftover is removed when the storage is opened again, and :meth:`Storage
 reports any that remain. Identity is the content hash: the same file again is
 "already stored"; a different file with a ``report_id`` already stored is refused
 (a replay or an altered copy).
+
+With PostgreSQL the raw files live in the database by default (``blobs="database"``):
+several collectors behind one load balancer then share one database and keep nothing of
+their own. With SQLite (one machine) they live in ``<data-dir>/files``. Collectors
+starting together on one database create and update its tables in turn
+(:meth:`probe.collector.db.Database.schema_lock`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +34,7 @@ from typing import Any
 
 from probe.analysis.crowd import Rule
 from probe.collector.aggregate import StatusIndex
-from probe.collector.blobs import BlobStore
+from probe.collector.blobs import Blobs, BlobStore, DatabaseBlobs
 from probe.collector.db import Connection, Database, StorageUnavailable
 from probe.collector.filters import Filters
 from probe.collector.validate import Rejected, Upload, network_type, parse_upload
@@ -54,11 +61,17 @@ _UPLOAD_COLUMNS = (
 
 class Storage:
     def __init__(self, data_dir: Path, database_url: str | None = None,
-                 rule: Rule | None = None) -> None:
+                 rule: Rule | None = None, blobs: str | None = None) -> None:
+        """``blobs``: where raw files are kept, "files" (in ``data_dir``) or "database";
+        default: the database with PostgreSQL, files with SQLite."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.blobs = BlobStore(self.data_dir)
         self.db = Database(database_url, self.data_dir)
+        kind = blobs or ("database" if self.db.kind == "postgresql" else "files")
+        if kind not in ("files", "database"):
+            raise ValueError(f"unknown place for raw files {kind!r}: use files or database")
+        self.blobs: Blobs = DatabaseBlobs(self.db, self.data_dir) if kind == "database" \
+            else BlobStore(self.data_dir)
         # The status page's aggregation (its own tables), updated in each upload's
         # transaction.
         self.status = StatusIndex(self.db, rule)
@@ -67,13 +80,16 @@ class Storage:
         """Create the tables if needed and clear what a crashed write left (temporary
         files, files without their index row); bring the status aggregation up to date
         (rule changed, uploads stored without it). Like the sweep of temporary files,
-        this assumes no other collector process is storing into the same data dir."""
+        this assumes no other collector process is storing into the same data dir
+        (collectors sharing a database have a data dir each). Collectors opening one
+        database at once do this in turn (:meth:`Database.schema_lock`)."""
         self.blobs.sweep_incoming()
-        self.db.create_schema()
-        self.sweep_unindexed()
-        self.status.create_schema()
-        self.status.ensure_current()
-        self.catch_up_status()
+        with self.db.schema_lock():
+            self.db.create_schema()
+            self.sweep_unindexed()
+            self.status.create_schema()
+            self.status.ensure_current()
+            self.catch_up_status()
 
     def catch_up_status(self) -> int:
         """Fold in the uploads that the status aggregation lacks; returns how many."""
@@ -128,6 +144,7 @@ class Storage:
                 with conn.transaction():
                     inserted = self._insert_upload(conn, upload, filename)
                     if inserted:
+                        self.blobs.put_in(conn, upload.sha256, upload.data, upload.staged)
                         copy_bytes = self._insert_index(conn, upload)
                         if max_stored_bytes is not None \
                                 and upload.size_bytes + copy_bytes > max_stored_bytes:
@@ -145,7 +162,7 @@ class Storage:
         if inserted:
             # A concurrent upload of the same bytes that failed may have removed the blob
             # between our link and our commit (it saw no index row yet): put it back.
-            if not self.blobs.path(upload.sha256).is_file():
+            if not self.blobs.exists(upload.sha256):
                 self._put_blob(upload)
             return StoreResult(upload.sha256, upload.count, True)
         if found is None:  # pragma: no cover - the conflicting row vanished (deleted)
@@ -372,11 +389,9 @@ class Storage:
                 "SELECT DISTINCT upload_id FROM measurements WHERE upload_id NOT IN "
                 "(SELECT id FROM uploads)")
         for upload_id, expected in uploads:
-            path = self.blobs.path(upload_id)
-            if not path.is_file():
-                problems.append(f"{upload_id}: indexed but its file is missing")
-            elif hashlib.sha256(path.read_bytes()).hexdigest() != upload_id:
-                problems.append(f"{upload_id}: stored file does not match its hash")
+            problem = self.blobs.problem(upload_id)
+            if problem is not None:
+                problems.append(f"{upload_id}: {problem}")
             if int(counts.get(upload_id, 0)) != int(expected):
                 problems.append(
                     f"{upload_id}: {counts.get(upload_id, 0)} measurements indexed, "

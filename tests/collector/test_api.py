@@ -29,6 +29,9 @@ def jsonl(*records: dict[str, Any]) -> bytes:
 def nothing_stored(api: Any, storage: Storage) -> None:
     assert api.get("/api/v1/results", headers=ADMIN).json()["uploads"] == []
     assert api.get("/api/v1/measurements").json()["measurements"] == []
+    assert list(storage.blobs.ids()) == []
+    # not even a temporary file is left (with raw files in the database: where uploads
+    # are staged)
     assert [p for p in storage.blobs.root.rglob("*") if p.is_file()] == []
 
 
@@ -196,7 +199,7 @@ def test_admin_endpoints_need_the_token(api: Any, storage: Storage, make_results
     assert api.get("/api/v1/results/..%2F..%2Fetc", headers=ADMIN).status_code in (404, 422)
     r = api.delete(f"/api/v1/results/{digest}", headers=ADMIN)
     assert r.status_code == 200 and r.json() == {"id": digest, "deleted": True}
-    assert not storage.blobs.path(digest).exists()
+    assert not storage.blobs.exists(digest)
     nothing_stored(api, storage)
     assert api.delete(f"/api/v1/results/{digest}", headers=ADMIN).status_code == 404
 
