@@ -184,7 +184,10 @@ class ResultsWriter:
         (callers that judge what they write fit it first: :func:`fit_line`)."""
         if self._fd is None:
             raise ValueError(f"{self.path} is closed")
-        data = line_bytes(fit_line(record)) + b"\n"
+        data = line_bytes(record)
+        if len(data) > MAX_LINE_BYTES:
+            data = line_bytes(fit_line(record))
+        data += b"\n"
         view = memoryview(data)
         while view:  # os.write may write less than asked for (signals, full disk)
             n = os.write(self._fd, view)

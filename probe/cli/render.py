@@ -46,7 +46,9 @@ METHOD_TEXT = {
 
 
 def styled(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+    from rich.markup import escape
+
+    return f"[{STATUS_STYLE.get(status, 'white')}]{escape(str(status))}[/]"
 
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
@@ -119,27 +121,32 @@ KIND_LABEL = {"newly_blocked": "[bold red]newly blocked[/]", "restored": "[green
 
 
 def describe_verdict(verdict: dict[str, Any] | None) -> str:
-    """``blocked 0/3 stun_dpi`` with the status coloured, for tables."""
+    """``blocked 0/3 stun_dpi`` with the status coloured, for tables. Results files may
+    come from anyone: what they say is text, never markup."""
+    from rich.markup import escape
+
     if verdict is None:
         return "[dim]absent[/]"
-    status = verdict.get("status", "inconclusive")
-    text = f"{styled(status)} {verdict.get('reachable', '?')}/{verdict.get('total', '?')}"
-    methods = verdict.get("methods") or []
-    return text + (f" [dim]{', '.join(methods)}[/]" if methods else "")
+    status = str(verdict.get("status", "inconclusive"))
+    counts = f"{verdict.get('reachable', '?')}/{verdict.get('total', '?')}"
+    text = f"{styled(status)} {escape(counts)}"
+    methods = [str(m) for m in verdict.get("methods") or []]
+    return text + (f" [dim]{escape(', '.join(methods))}[/]" if methods else "")
 
 
 def render_comparison(console: Console, result: Comparison) -> dict[str, int]:
     """The per service and function table of ``compare``; returns the change counts."""
+    from rich.markup import escape
     from rich.table import Table
 
     a, b = result.before, result.after
-    table = Table(title=f"{a.asn} {a.network_type}: {a.start} -> {b.start}",
+    table = Table(title=escape(f"{a.asn} {a.network_type}: {a.start} -> {b.start}"),
                   title_justify="left")
     for column in ("service", "function", "before", "after", "change"):
         table.add_column(column)
     for row in result.rows:
         label = KIND_LABEL[row.change.kind] if row.change else "[dim]-[/]"
-        table.add_row(row.service, row.function, describe_verdict(row.before),
+        table.add_row(escape(row.service), escape(row.function), describe_verdict(row.before),
                       describe_verdict(row.after), label)
     console.print(table)
     counts = {k: sum(c.kind == k for c in result.changes) for k in KIND_LABEL}
@@ -149,20 +156,21 @@ def render_comparison(console: Console, result: Comparison) -> dict[str, int]:
 
 def render_timeline(console: Console, timeline: Timeline, files: int) -> None:
     """Per network: the events, and where each service function stands."""
+    from rich.markup import escape
     from rich.table import Table
 
     for net in timeline.networks:
         first, last = net.runs[0].start, net.runs[-1].start
-        console.rule(f"[bold]{net.asn} {net.network_type}[/]: {len(net.runs)} runs, "
-                     f"{first} .. {last}")
+        console.rule(f"[bold]{escape(f'{net.asn} {net.network_type}')}[/]: "
+                     f"{len(net.runs)} runs, {escape(f'{first} .. {last}')}")
         if net.events:
             events = Table(title="events", title_justify="left")
             for column in ("at", "previous", "service", "function", "event", "methods"):
                 events.add_column(column)
             for e in net.events:
                 kind = "[bold red]onset[/]" if e.kind == "onset" else "[green]restoration[/]"
-                events.add_row(e.at, e.previous, e.service, e.function, kind,
-                               ", ".join(e.methods))
+                events.add_row(escape(e.at), escape(e.previous), escape(e.service),
+                               escape(e.function), kind, escape(", ".join(e.methods)))
             console.print(events)
         else:
             console.print("no onset or restoration detected")
@@ -174,11 +182,12 @@ def render_timeline(console: Console, timeline: Timeline, files: int) -> None:
                      None: "[dim]unknown[/]"}[c.state]
             latest = styled(c.latest_status)
             if c.latest_methods:
-                latest += f" [dim]{', '.join(c.latest_methods)}[/]"
+                latest += f" [dim]{escape(', '.join(c.latest_methods))}[/]"
             note = f"unconfirmed change since {c.pending_since}" if c.pending_since else ""
             if c.conclusive_runs == 0:
                 note = "no conclusive run"
-            now.add_row(c.service, c.function, state, c.since or "", latest, note)
+            now.add_row(escape(c.service), escape(c.function), state, escape(c.since or ""),
+                        latest, escape(note))
         console.print(now)
     n_events = sum(len(n.events) for n in timeline.networks)
     console.print(f"{files} files, {timeline.runs} runs, {len(timeline.networks)} networks, "

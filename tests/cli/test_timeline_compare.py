@@ -67,3 +67,17 @@ def test_timeline_options_are_validated(tmp_path: Path) -> None:
     empty.mkdir()
     none = runner.invoke(app, ["timeline", str(empty)])
     assert none.exit_code == 2 and "no results files" in none.stderr
+
+
+def test_files_from_anyone_are_shown_as_text_not_markup(tmp_path: Path) -> None:
+    """A crafted results file (names and methods holding rich markup) is data: compare and
+    timeline show it verbatim instead of crashing on ``[/]``."""
+    odd = ("odd[/]svc", "calls[bold]")
+    a = write_run(tmp_path, "2016-01-06 09:00:00", {odd: OK})
+    b = write_run(tmp_path, "2016-01-07 09:00:00", {odd: ("blocked", ["[/]stun_dpi"])})
+    result = runner.invoke(app, ["compare", str(a), str(b)])
+    assert result.exit_code == 1, result.output
+    assert "odd[/]svc" in result.stderr and "[/]stun_dpi" in result.stderr
+    timeline = runner.invoke(app, ["timeline", str(tmp_path)])
+    assert timeline.exit_code == 0, timeline.output
+    assert "MarkupError" not in timeline.output and "odd[/]svc" in timeline.stderr
