@@ -127,4 +127,7 @@ def pseudonym_for(asn: str, cc: str, network_type: str, *, path: Path | None = N
             _write(path, {"period": current, "pseudonyms": names})
             return str(names[key]), None
     except OSError as exc:
-        return new_pseudonym(), f"pseudonym not kept ({path}: {exc.strerror or exc})"
+        # The note goes into every measurement: the file's name, never its folder (the
+        # user's home) nor the exception's text (which may quote the path).
+        why = exc.strerror or type(exc).__name__
+        return new_pseudonym(), f"pseudonym not kept ({path.name}: {why})"

@@ -81,6 +81,7 @@ def test_unwritable_store_as_root_too(tmp_path: Path) -> None:
     blocker.write_text("")
     a, note = pseudonym_for("AS36903", "MA", "mobile", path=blocker / "p.json", now_s=NOW)
     assert re.fullmatch(pseudonym.PATTERN, a) and note is not None
+    assert str(tmp_path) not in note and "p.json" in note  # written into every line
 
 
 def test_default_path_honours_xdg_data_home(tmp_path: Path,
