@@ -51,8 +51,16 @@ def create_app(storage: Storage, config: CollectorConfig | None = None) -> FastA
     )
     app.state.storage = storage
     app.state.config = cfg
-    app.state.limiter = RateLimiter(cfg.rate_limit_per_min)
-    app.state.quota = DailyQuota(cfg.daily_quota_bytes)
+    shared = cfg.shared_limits if cfg.shared_limits is not None \
+        else storage.db.kind == "postgresql"
+    if shared:  # several collectors on one database: one allowance per client for all
+        from probe.collector.shared_limits import SharedDailyQuota, SharedRateLimiter
+
+        app.state.limiter = SharedRateLimiter(storage.db, cfg.rate_limit_per_min)
+        app.state.quota = SharedDailyQuota(storage.db, cfg.daily_quota_bytes)
+    else:
+        app.state.limiter = RateLimiter(cfg.rate_limit_per_min)
+        app.state.quota = DailyQuota(cfg.daily_quota_bytes)
     app.state.reflector = None
     app.middleware("http")(_guard_and_log)
     install_error_handlers(app)

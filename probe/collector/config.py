@@ -26,6 +26,9 @@ class CollectorConfig:
     page_bytes: int = PAGE_BYTES_DEFAULT
     admin_token: str | None = None
     rate_limit_per_min: float = 600.0
+    # Rate limits and quotas in the database (probe.collector.shared_limits), so that they
+    # hold across collectors sharing it; None: so with PostgreSQL, in memory with SQLite.
+    shared_limits: bool | None = None
     # Also run the reflector (probe.reflector) in the same process, on these UDP ports.
     reflector_host: str = "127.0.0.1"
     reflector_ports: list[int] = field(default_factory=list)

@@ -92,6 +92,22 @@ CREATE TABLE IF NOT EXISTS blobs (
     data {binary} NOT NULL,
     PRIMARY KEY (id, part)
 );
+CREATE TABLE IF NOT EXISTS limit_key (
+    id INTEGER PRIMARY KEY,
+    secret {binary} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    client {binary} PRIMARY KEY,
+    tokens {real} NOT NULL,
+    updated {real} NOT NULL,
+    allowed INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS upload_quota (
+    client {binary} NOT NULL,
+    day TEXT NOT NULL,
+    used BIGINT NOT NULL,
+    PRIMARY KEY (client, day)
+);
 CREATE TABLE IF NOT EXISTS run_methods (
     {run_key}
     method TEXT NOT NULL,

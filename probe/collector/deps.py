@@ -18,6 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from probe.collector.config import CollectorConfig
 from probe.collector.errors import ApiError, rate_limited
@@ -43,7 +44,8 @@ ConfigDep = Annotated[CollectorConfig, Depends(get_config)]
 
 
 async def limit_rate(request: Request) -> None:
-    wait_s = take_token(request)
+    # In a worker thread: with limits in the database, taking a token is a query.
+    wait_s = await run_in_threadpool(take_token, request)
     if wait_s > 0:
         raise rate_limited(wait_s)
 

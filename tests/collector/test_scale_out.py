@@ -48,13 +48,14 @@ def all_at_once(action: Callable[[T], object], items: list[T]) -> list[BaseExcep
     return errors
 
 
-def start_together(tmp_path: Path, pg_url: str, n: int) -> list[CollectorProcess]:
+def start_together(tmp_path: Path, pg_url: str, n: int,
+                   extra: tuple[str, ...] = ()) -> list[CollectorProcess]:
     """``n`` collectors on one fresh database, started at the same moment."""
     procs = []
     for i in range(n):
         data_dir = tmp_path / f"machine-{i}"
         data_dir.mkdir()
-        procs.append(CollectorProcess(data_dir, pg_url))
+        procs.append(CollectorProcess(data_dir, pg_url, extra))
     errors = all_at_once(CollectorProcess.start, procs)
     if errors:
         for p in procs:
