@@ -194,6 +194,29 @@ class ResultsWriter:
             view = view[n:]
         self.lines += 1
 
+    def rewrite(self, records: list[Record]) -> None:
+        """Replace every line written so far by ``records``, then go on appending. A new
+        file is renamed over the old one, so a crash leaves one or the other, whole."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        tmp = self.path.with_name(f".{self.path.name}.tmp")  # hidden: readers skip it
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(b"".join(line_bytes(fit_line(r)) + b"\n" for r in records))
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self.lines = len(records)
+
     def close(self) -> None:
         if self._fd is not None:
             try:

@@ -31,7 +31,7 @@ from probe import pseudonym
 from probe.model import Identity, Plan, Record, RunConfig
 from probe.net import Network, RealNetwork
 from probe.privacy import collecting_own_addresses, scrub
-from probe.results import ResultsWriter, fit_line, results_filename, summary_path
+from probe.results import ResultsWriter, fit_line, line_bytes, results_filename, summary_path
 from probe.runner import ProgressFn, RunInfo, ooni_time, run_plan
 from probe.verdicts import fallback_lines, overall_exit_code, reflector_left_out, summarize
 
@@ -126,6 +126,7 @@ def _run_session(plan: Plan, cfg: RunConfig, output_dir: Path, learned: set[str]
             # Stopped before the identity was known: the address to scrub is unknown, so
             # nothing measured can be written.
             raise KeyboardInterrupt
+        out.scrub_again()
         summary = build_summary(out.written, out.info, out.identity, cfg, out.path,
                                 (datetime.now(UTC) - loop_start).total_seconds())
         if extra:
@@ -173,6 +174,7 @@ class _Output:
         self.path = output_dir
         self.secrets: list[str] = []
         self.learned = learned if learned is not None else set()
+        self.first_secrets: frozenset[str] | None = None  # scrubbed with, by the first line
         self.writer: ResultsWriter | None = None
         self.pending: list[Record] = []
         self.written: list[Record] = []
@@ -212,9 +214,27 @@ class _Output:
         stamped = self.info.stamp({k: v for k, v in record.items() if not k.startswith("_")})
         # Cut to the collector's line limit before it is written and judged, so that the
         # verdicts read from the file are the ones computed now.
-        clean = fit_line(scrub(stamped, self.all_secrets()))
+        secrets = self.all_secrets()
+        if self.first_secrets is None:
+            self.first_secrets = frozenset(secrets)
+        clean = fit_line(scrub(stamped, secrets))
         self.writer.write(clean)
         self.written.append(clean)
+
+    def scrub_again(self) -> None:
+        """Lines written before an address was learnt as the probe's own (a STUN server
+        told a later check) are scrubbed of it too: the file is rewritten if that changes
+        a line. Secrets only grow, so the first line was written with the fewest."""
+        secrets = self.all_secrets()
+        if self.writer is None or self.first_secrets is None \
+                or not set(secrets) - self.first_secrets:
+            return
+        again = [fit_line(scrub(record, secrets)) for record in self.written]
+        if any(line_bytes(a) != line_bytes(b) for a, b in zip(again, self.written,
+                                                               strict=True)):
+            self.writer.rewrite(again)
+            self.written[:] = again
+        self.first_secrets = frozenset(secrets)
 
     def all_secrets(self) -> list[str]:
         """The identity's address and every other one learnt as the probe's own so far

@@ -108,3 +108,33 @@ def test_the_results_file_is_named_without_local_folders(tmp_path: Path,
 def test_a_redirect_keeps_its_target_without_subscriber_data(location: str,
                                                              kept: str) -> None:
     assert redirect_target(location) == kept
+
+
+@pytest.mark.parametrize("include_ip", [False, True])
+def test_lines_written_before_the_address_was_learnt_are_scrubbed_too(
+        tmp_path: Path, include_ip: bool) -> None:
+    """The mirror's answer is written at once; the STUN server answers only the second
+    request (half a second later): the file is rewritten without the address."""
+    server = "198.18.9.10"
+    answer = stun_server(mapped=(SECOND, 61000))
+    seen: list[bytes] = []
+
+    def late(data: bytes) -> bytes | None:
+        seen.append(data)
+        return answer(data) if len(seen) > 1 else None
+
+    net = FakeNetwork(names={"mirror.test": [SECOND]}, udp_hosts={server: late})
+    stun_ep = Endpoint(service="s", function="calls", check="stun", host=server, port=3478,
+                       source="test:1")
+    cfg = RunConfig(timeout_s=2.0, include_ip=include_ip)
+    outcome = run_session(_plan(stun_ep, _mirror("mirror.test")), cfg, tmp_path / "out",
+                          net=net, now=NOW)
+    results = read_results(outcome.results_file)
+    assert results.complete and not results.warnings
+    order = [m["test_name"] for m in results.measurements]
+    assert order.index("dns") < order.index("stun")  # written before the STUN answer
+    assert len(seen) >= 2
+    assert (SECOND in outcome.results_file.read_text()) is include_ip
+    assert [p.name for p in outcome.results_file.parent.iterdir()] == [
+        outcome.results_file.name]  # no work file left behind
+    assert outcome.records == results.measurements  # judged as written
