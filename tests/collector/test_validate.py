@@ -235,3 +235,12 @@ def test_patterns_refuse_a_trailing_newline(value: str, words: str) -> None:
 def test_filename_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(Rejected):
         check_filename("run.jsonl\n")
+
+
+def test_carriage_returns_inside_a_line_read_back_the_same() -> None:
+    """"\r" is JSON whitespace: a line holding one is one line when it is read again for
+    the index, from memory as from the staged file."""
+    m = json.dumps(measurement("r")).replace(', "probe_cc"', ',\r"probe_cc"')
+    data = (m + "\r\n").encode() + jsonl(summary("r"))
+    up = parse_upload(data)
+    assert [x.record["probe_cc"] for x in up.measurements] == ["MA"]
