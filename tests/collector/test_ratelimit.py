@@ -72,3 +72,19 @@ def test_forwarded_for_is_ignored_unless_the_proxy_is_named(collector_process: A
         "--rate-limit", "3", "--forwarded-allow-ips", "127.0.0.1"))
     assert _codes(named.url, 6, "198.18.0.{i}") == [200] * 6
     assert _codes(named.url, 4, "198.18.1.1") == [200] * 3 + [429]
+
+
+def test_serve_options_reach_the_limits(collector_process: Any, tmp_path: Any,
+                                        make_results: Any) -> None:
+    """--daily-quota-mb and --upload-slots are taken by a real ``serve``."""
+    from pathlib import Path
+
+    server = collector_process(data_dir=tmp_path / "q", extra=(
+        "--daily-quota-mb", "0.004", "--upload-slots", "1"))  # about 4 KiB a day
+    small, other = Path(make_results(6)), Path(make_results(6))
+    assert small.stat().st_size < 4000 < small.stat().st_size + other.stat().st_size
+    with httpx.Client(timeout=30) as client:
+        first = client.post(server.url + "/api/v1/results", content=small.read_bytes())
+        second = client.post(server.url + "/api/v1/results", content=other.read_bytes())
+    assert first.status_code == 201, first.text
+    assert second.status_code == 429 and "daily upload quota" in second.json()["error"]
