@@ -12,7 +12,14 @@ blocking). So when an app-flavoured kind is among the makers, the neutral kinds 
 on their own (phase ``b``, before: their answers awaited before any app probe leaves), then
 every kind in random order (phase ``m``), then the neutral kinds again (phase ``a``,
 after). Neutral kinds answered before and never after an app probe is residual blocking
-triggered by the app probe (:func:`residual_kinds`), not a blocked port.
+triggered by the app probe (:func:`residual_kinds`), not a blocked port. For the same
+reason the app probes to a reflector port wait until the neutral traffic other checks of
+the run send there (the udp echo, the stream: :func:`neutral_use`) is over, bounded so
+that the app phase keeps :data:`APP_PHASE_MIN_S` of the budget: a residual block they
+trigger would cut that traffic, and its check would report a blocked or throttled port.
+Every app probe the run sends to a reflector port is noted (``ctx.shared``): trials whose
+first app probe followed another check's app probe that was dropped there count those
+(``foreign_app_dropped``), since a residual block that one set off hides their own app.
 
 A result (JSON-friendly, stored in test keys)::
 
@@ -29,7 +36,9 @@ system does not say.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +50,35 @@ from probe.net import icmp_sender
 NEUTRAL = ("random", "stun")  # kinds no censor should mind
 APP = "app_stun"
 SPACING_S = 0.02  # between two sends: the censor sees the trials in the order sent
+APP_PHASE_MIN_S = 1.5  # app probes wait for other checks' neutral traffic, but leave this
+_NEUTRAL_USERS = "reflector_neutral_users"  # ctx.shared: port -> checks' traffic under way
+_APP_PROBES = "reflector_app_probes"  # ctx.shared: port -> [(sent at, check, its flow entry)]
+
+
+@contextlib.asynccontextmanager
+async def neutral_use(ctx: CheckContext, port: int) -> AsyncIterator[None]:
+    """A check's neutral traffic to the reflector's ``port`` is under way for the body:
+    app-flavoured trials to that port wait for it to end (:func:`trials`)."""
+    users: dict[int, set[asyncio.Future[None]]] = ctx.shared.setdefault(_NEUTRAL_USERS, {})
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    users.setdefault(port, set()).add(done)
+    try:
+        yield
+    finally:
+        users[port].discard(done)
+        done.set_result(None)
+
+
+async def _after_neutral_users(ctx: CheckContext, port: int, deadline: float) -> float:
+    """Wait until the neutral traffic other checks send to ``port`` is over, or until the
+    app phase would have less than :data:`APP_PHASE_MIN_S` left; the seconds waited."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    users = list(ctx.shared.get(_NEUTRAL_USERS, {}).get(port, ()))
+    left = deadline - APP_PHASE_MIN_S - t0
+    if users and left > 0:
+        await asyncio.wait(users, timeout=left)
+    return loop.time() - t0
 
 
 @dataclass
@@ -65,12 +103,29 @@ class _Round:
     icmp: str | None = None
     icmp_from: str | None = None
     failure: str | None = None
+    foreign_app_dropped: int | None = None
+    waited_s: float | None = None  # for other checks' neutral traffic, before the app phase
+    first_app_at: float | None = None  # loop time
 
     def to_json(self) -> dict[str, Any]:
-        return {"ip": self.ip, "port": self.port,
-                "kinds": {k: s.to_json() for k, s in self.stats.items()},
-                "flows": self.flows, "icmp": self.icmp, "icmp_from": self.icmp_from,
-                "failure": self.failure}
+        out = {"ip": self.ip, "port": self.port,
+               "kinds": {k: s.to_json() for k, s in self.stats.items()},
+               "flows": self.flows, "icmp": self.icmp, "icmp_from": self.icmp_from,
+               "failure": self.failure}
+        if self.foreign_app_dropped is not None:
+            out["foreign_app_dropped"] = self.foreign_app_dropped
+        if self.waited_s is not None:
+            out["waited_s"] = self.waited_s
+        return out
+
+    def note_foreign(self, ctx: CheckContext) -> None:
+        """How many app probes of other checks were dropped on this port before this
+        round's first app probe (their answers are in by now: they went first)."""
+        if self.first_app_at is None:
+            return
+        before = [e for t, owner, e in ctx.shared.get(_APP_PROBES, {}).get(self.port, [])
+                  if owner != id(ctx) and t < self.first_app_at]
+        self.foreign_app_dropped = sum(1 for e in before if e[3] != "ok")
 
 
 def plan(kinds: list[str], repeats: int, phased: bool) -> list[tuple[str, str]]:
@@ -111,11 +166,13 @@ async def trials(ctx: CheckContext, ip: str, port: int, makers: dict[str, Payloa
                 break
             await _trial(ctx, ip, port, phase, kind, makers[kind], rnd,
                          loop.time() + min(wait_s, left / (len(order) - i)))
+        rnd.note_foreign(ctx)
         return rnd.to_json()
     waiting: list[asyncio.Future[None]] = []
     for index, (phase, kind) in enumerate(order):
         if phase != "b" and index and order[index - 1][0] == "b":
             await asyncio.gather(*waiting)  # the before phase's answers, before any app probe
+            rnd.waited_s = round(await _after_neutral_users(ctx, port, deadline), 3)
         elif index:
             await asyncio.sleep(SPACING_S)
         if deadline - loop.time() <= 0.05:
@@ -126,6 +183,7 @@ async def trials(ctx: CheckContext, ip: str, port: int, makers: dict[str, Payloa
             min(deadline, loop.time() + wait_s), sent)))
         await sent.wait()  # sent (or failed to open) before the next one goes
     await asyncio.gather(*waiting)
+    rnd.note_foreign(ctx)
     return rnd.to_json()
 
 
@@ -153,6 +211,11 @@ async def _trial(ctx: CheckContext, ip: str, port: int, phase: str, kind: str,
                 entry[3] = rnd.failure = udp_failure(exc)
                 return
             rnd.stats[kind].sent += 1
+            if kind == APP:
+                if rnd.first_app_at is None:
+                    rnd.first_app_at = t0
+                probes = ctx.shared.setdefault(_APP_PROBES, {}).setdefault(port, [])
+                probes.append((t0, id(ctx), entry))
             if sent is not None:
                 sent.set()
             while loop.time() < until:
@@ -190,7 +253,10 @@ def merge_trials(first: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
             "flows": [*first.get("flows", []), *more.get("flows", [])],
             "icmp": icmp_first.get("icmp"), "icmp_from": icmp_first.get("icmp_from"),
             "failure": first.get("failure") or more.get("failure"),
-            "rounds": int(first.get("rounds", 1)) + int(more.get("rounds", 1))}
+            "rounds": int(first.get("rounds", 1)) + int(more.get("rounds", 1)),
+            **({"waited_s": first["waited_s"]} if "waited_s" in first else {}),
+            **({"foreign_app_dropped": first["foreign_app_dropped"]}
+               if "foreign_app_dropped" in first else {})}
 
 
 def answered(result: dict[str, Any] | None, kind: str) -> bool | None:

@@ -15,7 +15,10 @@ and echoes the rest, each carrying the run's cookie token where DPI does not loo
 * nothing passes on the port while the baseline does, or a router on the path answers
   with ICMP port unreachable (``icmp_from``: its address): ``udp_blocked``;
 * the reflector does not answer at all, or does not listen there (an ICMP error from the
-  reflector itself): ``not_applicable``.
+  reflector itself): ``not_applicable``;
+* residual blocking after another check's app probe had been dropped on the same port
+  first (``trials.foreign_app_dropped``): that probe may have set it off, and this app's
+  own STUN cannot be judged there: ``not_applicable`` (``after_other_app``).
 
 The confirmation pass runs after the main pass, within whatever blocking the run's app
 probes triggered (a residual block; nDPI labels later STUN to the port with the app it
@@ -61,10 +64,15 @@ _FAILED_OPERATION = {"stun_dpi": "stun", "app_stun_dpi": "app_stun", "udp_blocke
 
 def outcome(test_keys: TestKeys) -> str:
     """ok | stun_dpi | app_stun_dpi | udp_blocked | random_blocked | inconclusive |
-    nothing_listens | reflector_unreachable, from the stored counts (and, in the
-    confirmation pass, the main pass's evidence kept beside them)."""
+    nothing_listens | reflector_unreachable | after_other_app, from the stored counts
+    (and, in the confirmation pass, the main pass's evidence kept beside them)."""
     result = _own_outcome(test_keys)
-    if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable") \
+    trials_ = test_keys.get("trials") or {}
+    if result == "app_stun_dpi" and trials_.get("foreign_app_dropped") \
+            and residual_kinds(trials_) and not test_keys.get("main_pass"):
+        return "after_other_app"
+    if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable",
+                      "after_other_app") \
             and _explained_by_main_pass(test_keys, test_keys.get("main_pass")):
         return "app_stun_dpi"
     return result
@@ -127,8 +135,8 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
         keys["trials"] = merge_trials(keys["trials"], more)
         result = outcome(keys)
     main = ctx.main_pass
-    if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable") \
-            and main and _explained_by_main_pass(keys, main):
+    if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable",
+                      "after_other_app") and main and _explained_by_main_pass(keys, main):
         keys["main_pass"] = {"outcome": main["outcome"],
                              "residual_kinds": main.get("residual_kinds") or [],
                              "trials": main.get("trials")}
@@ -143,11 +151,15 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     if rejected_on_path(keys["trials"]):
         keys["icmp_from"] = keys["trials"]["icmp_from"]
     keys["outcome"] = result
-    if result in ("nothing_listens", "reflector_unreachable"):
+    if result in ("nothing_listens", "reflector_unreachable", "after_other_app"):
         keys["failure"] = failures.NOT_APPLICABLE
         keys["reason"] = {"nothing_listens": "the reflector does not listen on this port",
                           "reflector_unreachable": "no answer from the reflector on this "
-                                                   "port nor on its port 443"}[result]
+                                                   "port nor on its port 443",
+                          "after_other_app": "another app's STUN was dropped on this "
+                                             "reflector port just before, and everything "
+                                             "to the port was dropped after: this app's "
+                                             "own STUN cannot be judged there"}[result]
     elif result != "ok":
         keys["failure"] = failures.GENERIC_TIMEOUT
         keys["failed_operation"] = _FAILED_OPERATION[result]

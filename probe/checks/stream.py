@@ -20,6 +20,7 @@ from typing import Any
 from probe import failures
 from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of, udp_failure
 from probe.checks._reflector import BASELINE_PORT, ReflectorCookie, reflector_target
+from probe.checks._trials import neutral_use
 from probe.model import Endpoint
 
 NAME = "stream"
@@ -73,6 +74,11 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     port = port_of(endpoint)
+    async with neutral_use(ctx, port):  # the run's app probes to this port wait for it
+        return await _measure(ctx, port)
+
+
+async def _measure(ctx: CheckContext, port: int) -> TestKeys:
     ip, cookie, info = await reflector_target(ctx, port)
     if ip is None or cookie is None:
         return info

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -264,3 +265,54 @@ async def test_differential_icmp_from_the_reflector_is_nothing_listens() -> None
     assert keys["outcome"] == "nothing_listens" and methods == []
     assert keys["failure"] == failures.NOT_APPLICABLE and "icmp_from" not in keys
     assert keys["trials"]["icmp_from"] == REFLECTOR
+
+
+def test_app_probes_wait_for_the_other_checks_neutral_traffic_on_the_port() -> None:
+    """A residual block the differential's app probe triggers would cut the udp echo and
+    the stream on the same reflector port (a blocked or throttled port, wrongly): the app
+    phase waits until they are over, so both stay ok while the differential still finds
+    app_stun_dpi with residual blocking."""
+    net = call_world(names={"c.test": ["198.18.9.9"]})
+    net.censor.apply("app_stun_dpi", flavor="whatsapp", residual_s=60)
+    eps = tuple(Endpoint(service="svc", function="calls", check=check, port=CALL_PORT,
+                         options=options, source=f"test:{i}")
+                for i, (check, options) in enumerate([
+                    ("differential", {"flavor": "whatsapp"}), ("udp", {}), ("stream", {})]))
+    control = Endpoint(service="controls", function="control", check="tcp", host="c.test",
+                       port=443, expected_networks=T.FAKE_NETWORKS, source="test:9")
+    out: list[dict] = []
+    cfg = RunConfig(timeout_s=4.0, reflector=REFLECTOR, stream_seconds=1.5)
+    plan = Plan((Service("svc", "svc", eps), Service("controls", "controls", (control,))))
+    asyncio.run(run_plan(plan, cfg, net, INFO, out.append))
+    main = {r["test_name"]: r["test_keys"] for r in out if r["pass"] == "main"}
+    assert main["udp"]["outcome"] == "ok" and main["stream"]["outcome"] == "ok"
+    assert main["differential"]["outcome"] == "app_stun_dpi"
+    assert main["differential"]["residual_blocking"] is True
+    assert main["differential"]["trials"]["waited_s"] >= 1.0  # the stream's time
+
+
+def test_residual_blocking_set_off_by_another_app_is_not_this_apps_dpi() -> None:
+    """WhatsApp's and Teams' differentials share reflector port 3478; the censor drops
+    WhatsApp's STUN, then everything to the port (residual). Teams' own STUN is never
+    reported blocked: it passed, or it went after WhatsApp's dropped probe
+    (not_applicable, after_other_app)."""
+    for seed in range(3):
+        random.seed(seed)
+        net = call_world(names={"c.test": ["198.18.9.9"]})
+        net.censor.apply("app_stun_dpi", flavor="whatsapp", residual_s=60)
+        eps = tuple(Endpoint(service=svc, function="calls", check="differential",
+                             port=CALL_PORT, options={"flavor": flavor}, source=f"test:{svc}")
+                    for svc, flavor in (("wa", "whatsapp"), ("teams", "teams")))
+        control = Endpoint(service="controls", function="control", check="tcp",
+                           host="c.test", port=443, expected_networks=T.FAKE_NETWORKS,
+                           source="test:9")
+        out: list[dict] = []
+        cfg = RunConfig(timeout_s=3.0, reflector=REFLECTOR)
+        plan = Plan((*(Service(e.service, e.service, (e,)) for e in eps),
+                     Service("controls", "controls", (control,))))
+        asyncio.run(run_plan(plan, cfg, net, INFO, out.append))
+        calls = summarize(out)["services"]
+        assert calls["wa"]["functions"]["calls"]["methods"] == ["app_stun_dpi"]
+        teams = [r["test_keys"] for r in out if r["service"] == "teams"]
+        assert all(k["outcome"] in ("ok", "after_other_app") for k in teams), teams
+        assert "teams" not in calls or calls["teams"]["functions"]["calls"]["methods"] == []
