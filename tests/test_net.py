@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,43 @@ async def test_the_fake_flow_is_bounded_as_the_real_one() -> None:
     assert len(tx["received"]) == KEEP_EVENTS
     # Each send brings 5000 junk replies; the flow holds at most the queue's worth of each.
     assert KEEP_EVENTS < tx["received_total"] <= UDP_QUEUE_DATAGRAMS * len(tx["sends"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_RECVERR is Linux's")
+async def test_an_icmp_error_names_its_sender_once_per_error() -> None:
+    """A real UDP flow on loopback to a port where nothing listens: each ICMP port
+    unreachable comes back once, as ConnectionRefusedError naming its sender (read from
+    the socket's error queue; the socket's pending copy is dropped), and the flow sends
+    again after it. A flow to a port that answers gets its datagram."""
+    import socket
+
+    from probe.net import RealNetwork, icmp_sender
+
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    flow = await RealNetwork().udp_open("127.0.0.1", port)
+    try:
+        for _ in range(2):
+            await flow.send(b"anyone?")
+            with pytest.raises(ConnectionRefusedError) as err:
+                await flow.recv(2.0)
+            assert icmp_sender(err.value) == "127.0.0.1"
+        with pytest.raises(TimeoutError):
+            await flow.recv(0.2)  # no second copy of an error already reported
+    finally:
+        flow.close()
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    echo.setblocking(False)
+    loop = asyncio.get_running_loop()
+    loop.add_reader(echo.fileno(), lambda: echo.sendto(*echo.recvfrom(2048)))
+    flow = await RealNetwork().udp_open("127.0.0.1", echo.getsockname()[1])
+    try:
+        await flow.send(b"hello")
+        assert await flow.recv(2.0) == b"hello"
+    finally:
+        flow.close()
+        loop.remove_reader(echo.fileno())
+        echo.close()
