@@ -17,17 +17,19 @@ def reflector_command(
     ports: str = typer.Option(DEFAULT_PORTS, "--ports",
                               help="UDP ports: comma-separated numbers and ranges."),
     rate: float = typer.Option(DEFAULT_RATE, "--rate", min=0.001,
-                               help="Datagrams per second answered per source address."),
+                               help="Datagrams per second answered per proven source address."),
     burst: float = typer.Option(DEFAULT_BURST, "--burst", min=1,
                                 help="Token-bucket burst per source address."),
     stats_interval: float = typer.Option(60.0, "--stats-interval", min=0.1,
                                          help="Seconds between counter lines on stderr."),
 ) -> None:
-    """Answer STUN Binding requests and echo other datagrams on the given UDP ports.
+    """Answer STUN Binding requests and echo other datagrams on the given UDP ports, to a
+    probe that proved it receives at its address (a cookie, then a token in each datagram).
 
     Run by the collector's operator abroad; probes point `voip-probe run --reflector` at it.
-    It never sends more bytes than it received, rate-limits each source address, and logs
-    only counters, never client addresses.
+    Forged sources get no echo; it never sends more bytes than it received, never answers
+    a source port below 1024, rate-limits each proven source address, and logs only
+    counters, never client addresses.
     """
     import asyncio
     import logging
