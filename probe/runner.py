@@ -6,9 +6,10 @@ pass, every failed check runs once more (the confirmation pass, DESIGN.md measur
 rules), so a scan where everything is blackholed takes about two budgets, never the sum
 of the checks. The second budget is kept: the confirmation pass ends two budgets after
 the run began (the process start for ``voip-probe run``), whatever the main pass's
-stragglers and the start-up took, though each confirmation keeps at least half a
-budget. A check in the confirmation pass sees its main-pass test keys
-(``CheckContext.main_pass``): its own first probes may have triggered what it meets now.
+stragglers and the start-up took, though each confirmation keeps at least three
+quarters of a budget (on an overloaded machine the run overruns instead). A check in
+the confirmation pass sees its main-pass test keys (``CheckContext.main_pass``): its own
+first probes may have triggered what it meets now.
 Each finished check is handed to ``emit`` at once (the results writer), so a run cut
 short keeps everything measured so far.
 
@@ -43,7 +44,7 @@ GRACE_S = 0.5
 # The confirmation pass ends this long before two budgets are over (the summary is
 # still to be written), and each of its checks gets at least this share of a budget.
 FINISH_RESERVE_S = 0.3
-MIN_CONFIRM_SHARE = 0.5
+MIN_CONFIRM_SHARE = 0.75
 
 
 def ooni_time(dt: datetime) -> str:

@@ -171,14 +171,14 @@ def _blackholed_run(budget: float, startup: float) -> tuple[float, list[dict]]:
 
 
 def test_the_confirmation_pass_ends_with_the_second_budget(monkeypatch) -> None:
-    """Everything blackholed, and the run began 0.3 s before the scan (start-up): each
+    """Everything blackholed, and the run began 0.2 s before the scan (start-up): each
     main check gets its whole budget, and the confirmations are cut to end two budgets
     after the run began, not two budgets after the scan did."""
     from probe.runner import FINISH_RESERVE_S
 
     handed = _spy_on_budgets(monkeypatch)
-    budget = 2.0
-    started, records = _blackholed_run(budget, startup=0.3)
+    budget = 4.0
+    started, records = _blackholed_run(budget, startup=0.2)
     main = [h for h in handed if h[1] < started + 1.0 * budget]
     confirmation = handed[len(main):]
     assert len(main) == 6 and len(confirmation) == 3  # 3 dns + 3 tcp; the tcp fail
@@ -192,7 +192,8 @@ def test_the_confirmation_pass_ends_with_the_second_budget(monkeypatch) -> None:
 
 def test_a_confirmation_keeps_half_a_budget_after_a_straggler(monkeypatch) -> None:
     """A main-pass check that ran to the runner's hard limit delays the confirmation pass;
-    its confirmations still get half a budget to tell (the run overruns instead)."""
+    its confirmations still get three quarters of a budget to tell (the run overruns
+    instead)."""
     from probe.runner import MIN_CONFIRM_SHARE
 
     handed = _spy_on_budgets(monkeypatch, straggler="tcp://a.test:443")
