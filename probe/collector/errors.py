@@ -22,13 +22,9 @@ from probe.collector.validate import Rejected
 log = logging.getLogger("probe.collector")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
+class ApiError(Rejected):
+    """An error a route or a dependency answers with: the status, the message and any
+    headers, the same shape as a refused upload's (:class:`Rejected`)."""
 
 
 def rate_limited(wait_s: float) -> ApiError:
@@ -37,11 +33,7 @@ def rate_limited(wait_s: float) -> ApiError:
                     headers={"Retry-After": str(max(1, int(wait_s + 0.999)))})
 
 
-async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
-
-
-async def _rejected(_: Request, exc: Rejected) -> JSONResponse:
+async def _api_error(_: Request, exc: Rejected) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
@@ -75,8 +67,7 @@ async def _bug(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.exception_handler(ApiError)(_api_error)
-    app.exception_handler(Rejected)(_rejected)
+    app.exception_handler(Rejected)(_api_error)  # ApiError is a Rejected
     app.exception_handler(StorageUnavailable)(_unavailable)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_invalid)
