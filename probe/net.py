@@ -226,6 +226,7 @@ _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 _MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 _EE_LEN = 16  # struct sock_extended_err; the offender's sockaddr follows it
+_READS_PER_WAKEUP = 16
 
 
 def _offender(data: bytes) -> str | None:
@@ -287,7 +288,11 @@ class _RecvErrUdpFlow:
 
     def _readable(self) -> None:
         self._drain_errors()
-        while not self._closed:
+        # A bounded batch per wake-up, as asyncio's own transports read: a flood sprayed at
+        # the flow must not keep the event loop here (the selector calls again).
+        for _ in range(_READS_PER_WAKEUP):
+            if self._closed:
+                return
             try:
                 data = self._sock.recv(65536)
             except (BlockingIOError, InterruptedError):
