@@ -151,11 +151,21 @@ async def _scan(plan: Plan, cfg: RunConfig, net: Network, out: _Output,
     is in. A failure of either (a bad identity file, a bug) stops the other."""
     scan = asyncio.ensure_future(run_plan(plan, cfg, net, out.info, out.emit, progress,
                                           started))
+    identity = asyncio.ensure_future(resolve_identity(cfg, net))
     try:
-        out.open(await resolve_identity(cfg, net))
-    except BaseException:
+        out.open(await asyncio.shield(identity))
+    except asyncio.CancelledError:
+        # Ctrl-C before the identity was in: the scan stops now, and the lookup (bounded
+        # by identity.IDENTITY_BUDGET_S) is let finish, so that what was measured can be
+        # scrubbed and written with an interrupted summary. A second Ctrl-C gives up.
         scan.cancel()
         await asyncio.gather(scan, return_exceptions=True)
+        out.open(await identity)
+        raise
+    except BaseException:
+        scan.cancel()
+        identity.cancel()
+        await asyncio.gather(scan, identity, return_exceptions=True)
         raise
     await scan
 

@@ -190,7 +190,7 @@ def test_the_confirmation_pass_ends_with_the_second_budget(monkeypatch) -> None:
     assert sorted(r["pass"] for r in records).count("confirmation") == 3
 
 
-def test_a_confirmation_keeps_half_a_budget_after_a_straggler(monkeypatch) -> None:
+def test_a_confirmation_keeps_three_quarters_of_a_budget_after_a_straggler(monkeypatch) -> None:
     """A main-pass check that ran to the runner's hard limit delays the confirmation pass;
     its confirmations still get three quarters of a budget to tell (the run overruns
     instead)."""

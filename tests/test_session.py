@@ -117,9 +117,37 @@ def test_mapped_address_never_written_without_include_ip(tmp_path: Path,
     assert (public[0] in text) is include_ip
 
 
-def test_ctrl_c_before_the_identity_is_known_writes_nothing(
+# Ctrl-C before the identity is in: the scan stops, the lookup is let finish (the address
+# to scrub must be known before anything is written), and the file gets what was measured
+# and an interrupted summary.
+def test_ctrl_c_before_the_identity_is_known_waits_for_it_and_writes_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def known_a_little_later(cfg: RunConfig, net: Any) -> Identity:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(0.3)
+        return Identity(asn="AS64500", cc="MA", ip="203.0.113.9", source="test")
+
+    monkeypatch.setattr(session, "resolve_identity", known_a_little_later)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        session.run_session(one_endpoint_plan(), cfg(tmp_path), tmp_path / "out", net=net())
+    (path,) = (tmp_path / "out").glob("*.jsonl")
+    assert stop.value.args == (str(path),)
+    assert "_AS64500_" in path.name
+    rf = read_results(path)
+    assert rf.summary is not None and rf.summary["interrupted"] is True
+    assert rf.summary["probe_asn"] == "AS64500"
+    assert "203.0.113.9" not in path.read_text()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# A second Ctrl-C while the lookup is still out gives up: nothing can be scrubbed, so
+# nothing is written.
+def test_a_second_ctrl_c_before_the_identity_is_known_writes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def never_known(cfg: RunConfig, net: Any) -> Identity:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(0.2)
         os.kill(os.getpid(), signal.SIGINT)
         await asyncio.sleep(30)
         raise AssertionError("the run was not interrupted")
