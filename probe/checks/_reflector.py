@@ -28,15 +28,17 @@ that residual blocking the app probe triggers is not read as a blocked port.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from probe import failures
 from probe import reflector as wire
-from probe.checks._base import CheckContext, udp_failure
+from probe.checks._base import CheckContext, TestKeys, port_of, udp_failure
 from probe.checks._payloads import Payload, PayloadMaker, differential_makers
-from probe.checks._trials import answered, any_answered, rejected_on_path, trials
+from probe.checks._trials import answered, any_answered, neutral_use, rejected_on_path, trials
 from probe.hostnames import ipv4_first
+from probe.model import Endpoint
 
 BASELINE_PORT = 443
 HELLO_WAIT_S = 0.3  # a cookie request is sent again after this, then 1.5 times longer ...
@@ -246,3 +248,21 @@ def control_methods(control: dict[str, Any] | None) -> list[str]:
     if any_answered(base):
         return ["udp_blocked"]  # nothing passes on this port, the baseline port works
     return []  # the reflector is unreachable: nothing can be said
+
+
+#: A neutral check's measurement: (ctx, port, the reflector's address, the run's cookie).
+NeutralMeasure = Callable[[CheckContext, int, str, "ReflectorCookie"], Awaitable[TestKeys]]
+
+
+async def run_neutral(endpoint: Endpoint, ctx: CheckContext,
+                      measure: NeutralMeasure) -> TestKeys:
+    """Run a check that sends neutral traffic (random bytes, media) to the reflector on the
+    endpoint's port. The run's app-flavoured probes to that port wait until it is over
+    (:func:`probe.checks._trials.neutral_use`); without the reflector's address or cookie
+    the check is ``not_applicable`` with the reason."""
+    port = port_of(endpoint)
+    async with neutral_use(ctx, port):
+        ip, cookie, info = await reflector_target(ctx, port)
+        if ip is None or cookie is None:
+            return info
+        return await measure(ctx, port, ip, cookie)

@@ -18,9 +18,8 @@ import struct
 from typing import Any
 
 from probe import failures
-from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of, udp_failure
-from probe.checks._reflector import BASELINE_PORT, ReflectorCookie, reflector_target
-from probe.checks._trials import neutral_use
+from probe.checks._base import CheckContext, CheckSpec, TestKeys, udp_failure
+from probe.checks._reflector import BASELINE_PORT, ReflectorCookie, run_neutral
 from probe.model import Endpoint
 
 NAME = "stream"
@@ -73,15 +72,11 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    port = port_of(endpoint)
-    async with neutral_use(ctx, port):  # the run's app probes to this port wait for it
-        return await _measure(ctx, port)
+    return await run_neutral(endpoint, ctx, _measure)
 
 
-async def _measure(ctx: CheckContext, port: int) -> TestKeys:
-    ip, cookie, info = await reflector_target(ctx, port)
-    if ip is None or cookie is None:
-        return info
+async def _measure(ctx: CheckContext, port: int, ip: str, cookie: ReflectorCookie,
+                   ) -> TestKeys:
     seconds = max(0.5, min(float(ctx.cfg.stream_seconds), ctx.remaining() - GRACE_S - 0.2))
     jobs: list[Any] = [stream(ctx, ip, port, seconds, cookie)]
     if port != BASELINE_PORT:

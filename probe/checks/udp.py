@@ -17,10 +17,10 @@ import asyncio
 from typing import Any
 
 from probe import failures
-from probe.checks._base import CheckContext, CheckSpec, TestKeys, port_of
+from probe.checks._base import CheckContext, CheckSpec, TestKeys
 from probe.checks._payloads import Payload, random_bytes
-from probe.checks._reflector import BASELINE_PORT, reflector_target
-from probe.checks._trials import any_answered, neutral_use, rejected_on_path, trials
+from probe.checks._reflector import BASELINE_PORT, ReflectorCookie, run_neutral
+from probe.checks._trials import any_answered, rejected_on_path, trials
 from probe.model import Endpoint
 
 NAME = "udp"
@@ -53,15 +53,11 @@ def methods(test_keys: TestKeys) -> list[str]:
 
 
 async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
-    port = port_of(endpoint)
-    async with neutral_use(ctx, port):  # the run's app probes to this port wait for it
-        return await _measure(ctx, port)
+    return await run_neutral(endpoint, ctx, _measure)
 
 
-async def _measure(ctx: CheckContext, port: int) -> TestKeys:
-    ip, cookie, info = await reflector_target(ctx, port)
-    if ip is None or cookie is None:
-        return info
+async def _measure(ctx: CheckContext, port: int, ip: str, cookie: ReflectorCookie,
+                   ) -> TestKeys:
     random_payload = cookie.stamped(
         {"random": lambda: Payload(random_bytes(PAYLOAD_LEN), None)})
     # Up to REPEATS datagrams (more if the budget allows), stopping at the first echo.
