@@ -188,6 +188,15 @@ def offer(inbox: asyncio.Queue[bytes | BaseException], item: bytes | BaseExcepti
     return True
 
 
+async def take(inbox: asyncio.Queue[bytes | BaseException], timeout_s: float) -> bytes:
+    """The next datagram of a flow's inbox within ``timeout_s``; an ICMP error queued
+    there is raised (``TimeoutError`` when nothing came)."""
+    item = await asyncio.wait_for(inbox.get(), max(timeout_s, 0.0))
+    if isinstance(item, BaseException):
+        raise item
+    return item
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue = udp_inbox()
@@ -321,10 +330,7 @@ class _RecvErrUdpFlow:
                 return
 
     async def recv(self, timeout_s: float) -> bytes:
-        item = await asyncio.wait_for(self._queue.get(), max(timeout_s, 0.0))
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        return await take(self._queue, timeout_s)
 
     def close(self) -> None:
         if not self._closed:

@@ -79,7 +79,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from probe import reflector, stun
 from probe.lab.censor import APP_STUN, PARAM_CHOICES, RULES, Selection, is_stun
-from probe.net import TlsInfo, icmp_error, icmp_sender, offer, udp_inbox
+from probe.net import TlsInfo, icmp_error, icmp_sender, offer, take, udp_inbox
 
 if TYPE_CHECKING:
     import httpx
@@ -646,9 +646,7 @@ class _FakeStream:
 
     async def read(self, max_bytes: int, timeout_s: float) -> bytes:
         if not self._pending:
-            item = await asyncio.wait_for(self._inbox.get(), max(timeout_s, 0.0))
-            if isinstance(item, BaseException):
-                raise item
+            item = await take(self._inbox, timeout_s)
             if not item:
                 return b""  # the peer closed
             self._pending = item
@@ -709,10 +707,7 @@ class _FakeUdpFlow:
         offer(self._inbox, reply)
 
     async def recv(self, timeout_s: float) -> bytes:
-        item = await asyncio.wait_for(self._inbox.get(), max(timeout_s, 0.0))
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        return await take(self._inbox, timeout_s)
 
     def close(self) -> None:
         return None
