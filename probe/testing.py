@@ -218,6 +218,7 @@ FAKE_RULES: dict[str, str] = {
 NOT_MODELLED = {
     "sni_residual": "residual blocking keeps state across connections; the lab shows it",
     "rst_injection": "forged RSTs race real segments; the lab's injector shows it",
+    "ndpi_block": "a real DPI engine's flow state and caches; the lab runs nDPI",
 }
 # Rules that in the lab select no ports: a unit test selecting ports would mean something
 # the lab rule does not do.

@@ -193,6 +193,7 @@ _REFLECTOR_EVIDENCE = {
     "udp": "the UDP port test (udp_blocked)",
     "differential": "the STUN payload differential (stun_dpi, app_stun_dpi)",
     "stream": "the call-like stream (throttled)",
+    "call": "the call emulation (app_stun_dpi, throttled)",
 }
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from probe import stun
 from probe.lab import addresses as A
 from probe.lab.dns import DnsZone
+from probe.lab.dpi.nfq import DEFAULT_QUEUE, CensorConfig
 from probe.lab.labtargets import LabTargets
 from probe.lab.netns import LabError
 
@@ -176,6 +177,14 @@ def drop_udp_ports(lab: CensorHost, sel: Selection) -> None:
     _nft(lab, f"{sel.nft_daddr()}{sel.nft_dport('udp')}| drop")
 
 
+def reject_udp_ports(lab: CensorHost, sel: Selection) -> None:
+    """Answer UDP to the selected ports (any address unless selected) with ICMP port
+    unreachable from the censor (iptables ``-j REJECT``'s default): the client is told
+    "nothing listens" by a router on the path, not by the server."""
+    _nft(lab, f"{sel.nft_daddr()}{sel.nft_dport('udp')}| reject with icmp type "
+              "port-unreachable")
+
+
 def stun_dpi(lab: CensorHost, sel: Selection) -> None:
     """Drop any UDP datagram carrying the STUN magic cookie (any port unless selected);
     random bytes on the same 5-tuple pass."""
@@ -203,6 +212,54 @@ def app_stun_dpi(lab: CensorHost, sel: Selection, flavor: str = "whatsapp") -> N
         iptables(lab, [*args, "-m", "string", "--hex-string", f"|{stun.MAGIC_COOKIE:08x}|",
                        "--algo", "bm", "--from", "32", "--to", "36", "-m", "string",
                        "--string", marker.realm, "--algo", "bm", "-j", "DROP"])
+
+
+NDPI_PREFIX = "ndpi-"
+
+
+def _queue_rules(sel: Selection, queue: int) -> list[list[str]]:
+    """iptables arguments queueing the selected UDP, both directions (nftables' own
+    ``queue`` statement needs the nft_queue module, which not every kernel has; iptables-nft
+    uses xt_NFQUEUE)."""
+    target = ["-j", "NFQUEUE", "--queue-num", str(queue)]
+    if not sel.addresses and not sel.ports:
+        return [["-A", "FORWARD", "-p", "udp", *target]]
+    ports = ",".join(str(p) for p in sel.ports)
+    rules = []
+    for addr_flag, port_flag in (("-d", "--dports"), ("-s", "--sports")):
+        for address in sel.addresses or [""]:
+            args = ["-A", "FORWARD", "-p", "udp"]
+            if address:
+                args += [addr_flag, address]
+            if ports:
+                args += ["-m", "multiport", port_flag, ports]
+            rules.append([*args, *target])
+    return rules
+
+
+def ndpi_block(lab: CensorHost, sel: Selection, apps: list[str] | None = None,
+               residual_s: int = 0, passive: bool = False, inspect_packets: int = 10) -> Path:
+    """A real DPI engine inline: drop the UDP flows nDPI labels with one of ``apps``
+    (``WhatsAppCall``, ``STUN.ViberVoip``, ...), run as :mod:`probe.lab.dpi.nfq` in the
+    censor namespace behind an NFQUEUE (both directions of the selected UDP, after the
+    process said ``ready``; nothing bypasses the queue, so a dead censor drops the queued
+    UDP and shows in every test). ``residual_s``: block the client's 3-tuple to that server
+    port for that long after a detection; ``passive``: a tap, the revealing packet passes.
+    Returns the censor's log (its decisions, :func:`probe.lab.dpi.rule.decisions`)."""
+    index = len(list(lab.dir.glob(f"{NDPI_PREFIX}*.json"))) + 1
+    name = f"{NDPI_PREFIX}{index}"
+    queue = DEFAULT_QUEUE + index - 1
+    config: dict[str, Any] = {"block": list(apps or []), "residual_s": residual_s,
+                              "passive": passive, "inspect_packets": inspect_packets,
+                              "queue": queue}
+    CensorConfig.from_json(config)  # a bad option fails here, before anything starts
+    path = lab.dir / f"{name}.json"
+    path.write_text(json.dumps(config))
+    lab.spawn("censor", name, [sys.executable, "-m", "probe.lab.dpi.nfq", str(path)],
+              ready="ready", timeout_s=30)
+    for args in _queue_rules(sel, queue):
+        iptables(lab, args)
+    return lab.dir / "logs" / f"{name}.log"
 
 
 def sni_reset(lab: CensorHost, sel: Selection) -> None:
@@ -295,7 +352,7 @@ def offline(lab: CensorHost, sel: Selection) -> None:
 
 @dataclass(frozen=True)
 class RuleSpec:
-    fn: Callable[..., None]
+    fn: Callable[..., object]
     params: dict[str, type]            # extra keys and their types
     needs: str                         # "addresses", "hosts", or "" (no selection needed)
     at: tuple[str, ...] = ("censor",)  # where it may be applied
@@ -306,6 +363,7 @@ RULES: dict[str, RuleSpec] = {
     "reset_endpoint": RuleSpec(reset_endpoint, {}, "addresses"),
     "reject_endpoint": RuleSpec(reject_endpoint, {"proto": str}, "addresses"),
     "drop_udp_ports": RuleSpec(drop_udp_ports, {}, ""),
+    "reject_udp_ports": RuleSpec(reject_udp_ports, {}, ""),
     "stun_dpi": RuleSpec(stun_dpi, {}, ""),
     "app_stun_dpi": RuleSpec(app_stun_dpi, {"flavor": str}, ""),
     "sni_reset": RuleSpec(sni_reset, {}, "hosts"),
@@ -319,6 +377,7 @@ RULES: dict[str, RuleSpec] = {
     "throttle": RuleSpec(throttle, {"kbytes_per_s": int}, ""),
     "throttle_udp_ports": RuleSpec(throttle_udp_ports, {"kbytes_per_s": int}, ""),
     "offline": RuleSpec(offline, {}, ""),
+    "ndpi_block": RuleSpec(ndpi_block, {"apps": list, "residual_s": int, "passive": bool}, ""),
 }
 PARAM_CHOICES: dict[str, tuple[Any, ...]] = {
     "proto": ("tcp", "udp"),
@@ -392,8 +451,9 @@ def start_injector(lab: CensorHost, kind: str, **config: Any) -> None:
 
 
 def clear(lab: CensorHost) -> None:
-    """Remove every censor rule: flush nftables/iptables, stop injectors, clean DNS."""
-    for name in [n for n in lab.processes() if n.startswith("injector-")]:
+    """Remove every censor rule: flush nftables/iptables, stop injectors and DPI censors,
+    clean DNS."""
+    for name in [n for n in lab.processes() if n.startswith(("injector-", NDPI_PREFIX))]:
         lab.stop(name)
     lab.censor_exec(["nft", "flush", "ruleset"])
     install(lab)

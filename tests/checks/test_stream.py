@@ -44,3 +44,12 @@ async def test_stream_blocked_port() -> None:
     net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
     keys, methods = await run_check("stream", net, host=None)
     assert keys["failure"] == failures.GENERIC_TIMEOUT and methods == ["udp_blocked"]
+
+
+async def test_stream_port_rejected_by_a_router_is_udp_blocked() -> None:
+    from probe.testing import CENSOR_ROUTER
+
+    net = call_world()
+    net.censor.apply("reject_udp_ports", ports=[CALL_PORT])
+    keys, methods = await run_check("stream", net, host=None)
+    assert methods == ["udp_blocked"] and keys["icmp_from"] == CENSOR_ROUTER

@@ -53,7 +53,7 @@ def test_offline_network_is_inconclusive_exit_3_with_a_valid_file(tmp_path: Path
     assert Path(summary["results_file"]).name.split("_")[1:3] == ["AS0", "mobile"]
     for m in rf.measurements:
         # Checks through the reflector do not apply without --reflector; all else is DNS.
-        reflector_check = m["test_name"] in ("udp", "differential", "stream")
+        reflector_check = m["test_name"] in ("udp", "differential", "stream", "call")
         expected = "not_applicable" if reflector_check else "dns_nxdomain_error"
         assert m["test_keys"]["failure"] == expected, m
         for key in ("measurement_start_time", "test_runtime", "probe_asn", "probe_cc",

@@ -121,3 +121,25 @@ def test_refused_rules_change_nothing(host: RecordingHost, rule: str, keys: dict
     with pytest.raises(LabError, match=reason):
         censor.apply(host, rule, **keys)
     assert host.commands == [] and host.running == [] and host.dns_reloads == 0
+
+
+def test_ndpi_block_queues_udp_to_its_censor_and_clear_stops_it(host: RecordingHost) -> None:
+    sel = censor.apply(host, "ndpi_block", ports=[3478], apps=["WhatsAppCall"],
+                       residual_s=60)
+    assert sel.ports == [3478]
+    assert host.processes() == ["ndpi-1"]
+    config = json.loads((host.dir / "ndpi-1.json").read_text())
+    assert config["block"] == ["WhatsAppCall"] and config["residual_s"] == 60
+    queued = [c for c, _ in host.commands if c[0] == "iptables"]
+    queue = str(config["queue"])
+    assert queued == [
+        ["iptables", "-A", "FORWARD", "-p", "udp", "-m", "multiport", way, "3478",
+         "-j", "NFQUEUE", "--queue-num", queue] for way in ("--dports", "--sports")]
+    censor.clear(host)
+    assert host.processes() == []
+
+
+def test_reject_udp_ports_answers_with_port_unreachable(host: RecordingHost) -> None:
+    censor.apply(host, "reject_udp_ports", ports=[3478, 19302])
+    assert host.nft_scripts()[-1] == ("add rule inet censor forward udp dport { 3478, 19302 } "
+                                      "counter reject with icmp type port-unreachable\n")
