@@ -5,7 +5,8 @@ Rules (DESIGN.md "Run summary" and "Measurement rules"):
 * An *endpoint* is one (service, function, check, input). It is reachable if any of its
   measurements (main or confirmation pass) succeeded; a failure counts only when the
   confirmation failed too. Measurements whose check could not run (``check_error``) or
-  did not apply (``not_applicable``, e.g. no reflector given) are left out of the counts.
+  did not apply (``not_applicable``, e.g. no reflector given) are left out of the counts;
+  so is a main-pass failure whose confirmation did not apply (it was never confirmed).
 * Methods come from each check module's ``methods(test_keys)``: for a failed endpoint
   those of its last failed measurement; a reachable endpoint may still show a method
   that impairs it (``throttled``).
@@ -84,6 +85,11 @@ def _collect(records: Iterable[Record]) -> dict[tuple[str, str, str, str], _Endp
         if tk.get("fallback") is True:
             st.fallback = True
         if tk.get("check_error") or failure == failures.NOT_APPLICABLE:
+            if (rec.get("pass") == "confirmation" and st.failure_pass == "main"
+                    and not st.ok):
+                # The retry could not tell (e.g. another app's probe had cut the port):
+                # the main pass's failure is unconfirmed and does not count.
+                st.counted, st.failure_methods, st.failure_pass = False, [], ""
             continue
         st.counted = True
         found = methods_for(str(rec.get("test_name")), tk)

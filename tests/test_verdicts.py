@@ -100,6 +100,27 @@ def test_check_errors_and_not_applicable_are_left_out() -> None:
         "status": "ok", "reachable": 1, "total": 1, "methods": []}}
 
 
+# Seen in the lab's throttled scenario: the differential's main pass read the throttle's
+# loss as residual blocking, and its confirmation stood aside (another app's probe had cut
+# the port: not_applicable). An unconfirmed failure must not make calls blocked.
+def test_a_failure_whose_confirmation_did_not_apply_is_unconfirmed_and_left_out() -> None:
+    recs = [*CONTROLS_OK,
+            rec("wa", "calls", "differential://r:3478", "generic_timeout_error",
+                test="differential", outcome="app_stun_dpi", residual_blocking=True),
+            rec("wa", "calls", "udp://r:3478", None, test="udp"),
+            rec("wa", "calls", "differential://r:3478", "not_applicable",
+                test="differential", pas="confirmation", outcome="after_other_app")]
+    s = summarize(recs)
+    assert s["services"]["wa"]["functions"]["calls"] == {
+        "status": "ok", "reachable": 1, "total": 1, "methods": []}
+    # A confirmation that failed too still confirms it.
+    confirmed = [*recs[:-1], rec("wa", "calls", "differential://r:3478",
+                                "generic_timeout_error", test="differential",
+                                pas="confirmation", outcome="app_stun_dpi")]
+    calls = summarize(confirmed)["services"]["wa"]["functions"]["calls"]
+    assert (calls["status"], calls["reachable"], calls["total"]) == ("impaired", 1, 2)
+
+
 def test_no_controls_in_plan_uses_any_success() -> None:
     s = summarize([rec("wa", "messaging", "tcp://e1:443", None),
                    rec("wa", "calls", "tcp://r:3478", "connection_refused")])
