@@ -28,7 +28,7 @@ from probe.hostnames import ipv4_first, valid_hostname
 from probe.model import Endpoint, RunConfig
 
 if TYPE_CHECKING:
-    from probe.net import Network
+    from probe.net import Network, UdpFlow
     from probe.resolve import HostResolver
 
 TestKeys = dict[str, Any]
@@ -169,6 +169,15 @@ def port_of(endpoint: Endpoint) -> int:
     if endpoint.port is None:
         raise ValueError(f"{endpoint.source}: {endpoint.check} endpoint needs a port")
     return endpoint.port
+
+
+async def open_udp(ctx: CheckContext, ip: str, port: int) -> tuple[UdpFlow | None, str | None]:
+    """A fresh UDP flow to ``ip``:``port``, or (None, the failure string) when it cannot be
+    opened: network failures are data, never exceptions."""
+    try:
+        return await ctx.net.udp_open(ip, port), None
+    except Exception as exc:
+        return None, udp_failure(exc)
 
 
 def udp_failure(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from probe.checks._base import CheckContext, udp_failure
+from probe.checks._base import CheckContext, open_udp, udp_failure
 from probe.checks._payloads import Payload, PayloadMaker
 from probe.checks._reflector import ReflectorCookie
 from probe.net import icmp_sender
@@ -91,10 +91,8 @@ async def stream(ctx: CheckContext, ip: str, port: int, seconds: float,
                            "jitter_ms": 0.0, "max_gap_s": None, "first_echo_s": None,
                            "last_echo_s": 0.0, "duration_s": round(count / shape.packets_per_s, 3),
                            "icmp": None, "icmp_from": None, "ip": ip, "failure": None}
-    try:
-        flow = await ctx.net.udp_open(ip, port)
-    except Exception as exc:
-        out["failure"] = udp_failure(exc)
+    flow, out["failure"] = await open_udp(ctx, ip, port)
+    if flow is None:
         return out
     t0 = loop.time()
     out["opened_s"] = round(t0 - (origin if origin is not None else t0), 4)

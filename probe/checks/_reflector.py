@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from probe import failures
 from probe import reflector as wire
-from probe.checks._base import CheckContext, TestKeys, port_of, udp_failure
+from probe.checks._base import CheckContext, TestKeys, open_udp, port_of, udp_failure
 from probe.checks._payloads import Payload, PayloadMaker, differential_makers
 from probe.checks._trials import answered, any_answered, neutral_use, rejected_on_path, trials
 from probe.hostnames import ipv4_first
@@ -167,10 +167,9 @@ async def _ask(ctx: CheckContext, ip: str, port: int, until: float,
     None), another port's fetch got one (None), ``until`` (a timeout) or an ICMP error
     (that failure)."""
     loop = asyncio.get_running_loop()
-    try:
-        flow = await ctx.net.udp_open(ip, port)
-    except Exception as exc:
-        return udp_failure(exc)
+    flow, failure = await open_udp(ctx, ip, port)
+    if flow is None:
+        return failure
     wait = HELLO_WAIT_S
     try:
         while state.cookie is None and loop.time() < until:

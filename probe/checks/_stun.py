@@ -32,6 +32,7 @@ from probe.checks._base import (
     CheckContext,
     TestKeys,
     host_and_port,
+    open_udp,
     resolve_first,
     settled_methods,
     udp_failure,
@@ -164,10 +165,9 @@ async def stun_transaction(ctx: CheckContext, ip: str, port: int,
     loop = asyncio.get_running_loop()
     tx = Transaction(ip, port, f"{request.msg_type:#06x}")
     data = request.encode(fingerprint=True)
-    try:
-        flow = await ctx.net.udp_open(ip, port)
-    except Exception as exc:  # network failures are data
-        tx.failure = udp_failure(exc)
+    flow, failure = await open_udp(ctx, ip, port)
+    if flow is None:
+        tx.failure = failure
         return tx
     tx.local = flow.local_address
     seen_malformed = seen_unexpected = False

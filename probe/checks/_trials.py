@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe import failures
-from probe.checks._base import CheckContext, udp_failure
+from probe.checks._base import CheckContext, open_udp, udp_failure
 from probe.checks._payloads import PayloadMaker
 from probe.net import icmp_sender
 
@@ -196,10 +196,9 @@ async def _trial(ctx: CheckContext, ip: str, port: int, phase: str, kind: str,
     entry: list[Any] = [phase, kind, None, "lost"]
     rnd.flows.append(entry)
     try:
-        try:
-            flow = await ctx.net.udp_open(ip, port)
-        except Exception as exc:  # network failures are data
-            entry[3] = rnd.failure = udp_failure(exc)
+        flow, failure = await open_udp(ctx, ip, port)
+        if flow is None:
+            entry[3] = rnd.failure = failure
             return
         entry[2] = flow.local_address[1]
         try:

@@ -22,6 +22,7 @@ from probe.checks._base import (
     CheckContext,
     CheckSpec,
     TestKeys,
+    open_udp,
     resolve_first,
     settled_methods,
     udp_failure,
@@ -94,10 +95,9 @@ async def _ping(ctx: CheckContext, ip: str, port: int) -> dict[str, Any]:
     out: dict[str, Any] = {"ip": ip, "port": port, "sends": [], "responses": [],
                            "unexpected_responses": 0, "supported_versions": None,
                            "failure": failures.GENERIC_TIMEOUT}
-    try:
-        flow = await ctx.net.udp_open(ip, port)
-    except Exception as exc:
-        out["failure"] = udp_failure(exc)
+    flow, failure = await open_udp(ctx, ip, port)
+    if flow is None:
+        out["failure"] = failure
         return out
     t0 = loop.time()
     rto, next_send = RTO_S, t0
