@@ -13,7 +13,9 @@ Prints, measured side by side in one run:
   take about one budget, never the sum of the checks);
 * the same when every endpoint answers;
 * the ratio of running the same checks one by one (concurrency 1) to the concurrent run;
-* start-up time of `voip-probe --help` against `python -c pass` (goal: < 0.3 s more).
+* start-up time of `voip-probe --help` against `python -c pass` (goal: < 0.3 s more);
+* the process's exit after a scan, with the heap frozen as the console entry point leaves
+  it (:func:`probe.cli.end_quickly`) against the interpreter's full teardown collections.
 
 Usage: python benchmarks/scan_speed.py [--budget 1.0] [--rtt 0.02]
 """
@@ -185,6 +187,38 @@ def startup(cmd: list[str], n: int = 7) -> float:
     return statistics.median(times)
 
 
+# A child that scans the blackholed fake world (a full run's heap), then ends: it prints
+# the moment it is done, the parent notes when the process is gone.
+EXIT_CHILD = """
+import sys, time
+sys.path.insert(0, {bench!r})
+import gc
+from scan_speed import scan
+from probe.cli import end_quickly
+scan(True, {budget!r})
+objects = len(gc.get_objects())
+if sys.argv[1] == "frozen":
+    end_quickly()
+print(objects, time.monotonic(), flush=True)
+"""
+
+
+def exit_cost(frozen: bool, budget: float) -> tuple[float, int]:
+    """(seconds from the child's last line to its exit, objects alive at the end)."""
+    from pathlib import Path
+
+    code = EXIT_CHILD.format(bench=str(Path(__file__).resolve().parent), budget=budget)
+    proc = subprocess.Popen([sys.executable, "-c", code, "frozen" if frozen else "teardown"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    objects, done = proc.stdout.readline().split()
+    proc.wait()
+    gone = time.monotonic()
+    if proc.returncode != 0:
+        raise SystemExit(f"the exit child failed ({proc.returncode})")
+    return gone - float(done), int(objects)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=1.0, help="check budget in seconds")
@@ -216,6 +250,16 @@ def main() -> int:
     cli = startup([sys.executable, "-m", "probe", "--help"])
     print(f"start-up: voip-probe --help {cli:.3f} s, python -c pass {base:.3f} s: "
           f"+{cli - base:.3f} s ({cli / base:.1f}x; goal < +0.3 s)")
+    walls: dict[bool, list[float]] = {True: [], False: []}
+    objects = 0
+    for _ in range(5):  # alternating, side by side
+        for frozen in (False, True):
+            cost, objects = exit_cost(frozen, b)
+            walls[frozen].append(cost)
+    frozen_s, full_s = statistics.median(walls[True]), statistics.median(walls[False])
+    print(f"exit after a scan ({objects} objects alive): {frozen_s:.3f} s with the heap frozen "
+          f"(the entry point), {full_s:.3f} s with full teardown collections "
+          f"({full_s / frozen_s:.1f}x)")
     ok = wall_dead / args.budget <= 2.0 and cli - base < 0.3
     print("goals met" if ok else "GOALS NOT MET")
     return 0 if ok else 1

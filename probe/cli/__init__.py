@@ -36,7 +36,26 @@ def _load_commands() -> None:
 
 def main() -> None:
     _load_commands()
-    app()
+    try:
+        app()
+    finally:
+        end_quickly()
+
+
+def end_quickly() -> None:
+    """Spare the process's exit the interpreter's teardown collections.
+
+    When a process ends, CPython runs full garbage collections over every object still
+    alive; after a full scan that is ~55,000 objects and ~0.2 s of CPU (measured in the lab,
+    ``benchmarks/scan_speed.py`` prints it), spent after the results are written, with the
+    user waiting and the scan's two-budget bound running out. Freezing the heap leaves
+    those objects out of them; the operating system takes the memory back anyway.
+    Everything still runs as before: the commands close their files themselves, atexit
+    handlers and threads are unchanged, and objects freed by reference counting are still
+    finalized. Called only from the console entry point, as the process ends."""
+    import gc
+
+    gc.freeze()
 
 
 __all__ = ["app", "main"]
