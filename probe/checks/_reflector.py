@@ -22,7 +22,11 @@ to a service's server: the port is blocked (``udp_blocked``), STUN is (``stun_dp
 or only that destination is (``relay_unreachable``). The reflector's port 443 is the
 baseline (the port least likely to be blocked). The control's trials are fresh flows,
 the neutral kinds before and after an app-flavoured one (:mod:`probe.checks._trials`), so
-that residual blocking the app probe triggers is not read as a blocked port.
+that residual blocking the app probe triggers is not read as a blocked port. Nor is a
+residual block set off earlier: in the confirmation pass, after the main pass's control saw
+the app's request dropped (``previous_outcome``: ``app_stun_dpi`` still), or by another
+check's app probe to the same reflector port (``after_other_app``: the control cannot
+tell, :func:`probe.checks._trials.residual_set_off`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from probe import failures
 from probe import reflector as wire
 from probe.checks._base import CheckContext, TestKeys, open_udp, port_of, udp_failure
 from probe.checks._payloads import Payload, PayloadMaker, differential_makers
-from probe.checks._trials import answered, any_answered, neutral_use, rejected_on_path, trials
+from probe.checks._trials import (answered, any_answered, neutral_use, rejected_on_path,
+                                  residual_set_off, trials)
 from probe.hostnames import ipv4_first
 from probe.model import Endpoint
 
@@ -226,7 +231,13 @@ async def reflector_control(ctx: CheckContext, port: int, deadline: float,
         trials(ctx, ip, port, makers, 2, deadline),
         trials(ctx, ip, BASELINE_PORT, {"random": makers["random"]}, 2, deadline),
     )
-    return {"failure": None, "same_port": same, "baseline": base}
+    control: dict[str, Any] = {"failure": None, "same_port": same, "baseline": base}
+    if not any_answered(same) and residual_set_off(
+            ctx, port, asyncio.get_running_loop().time()) is not None:
+        # the port passed neutral traffic until another check's app probe was dropped
+        # there, and nothing since: its residual block, not this check's doing
+        control["after_other_app"] = True
+    return control
 
 
 def control_methods(control: dict[str, Any] | None) -> list[str]:
@@ -238,6 +249,12 @@ def control_methods(control: dict[str, Any] | None) -> list[str]:
         return ["udp_blocked"]  # a router on the path refused the datagrams
     if not any_answered(same) and (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
         return []  # the reflector does not listen on this port: the path works, no test
+    if not any_answered(same) and control.get("previous_outcome") == "app_stun_dpi":
+        # the confirmation, after the main pass's control saw the app's request dropped:
+        # the censor still blocks the port it saw the app on (residual blocking)
+        return ["app_stun_dpi"]
+    if not any_answered(same) and control.get("after_other_app"):
+        return []  # another check's app set off a residual block on this port: no test
     if answered(same, "stun") and answered(same, "app_stun") is False:
         return ["app_stun_dpi"]  # plain STUN passes on this port, the app's request not
     if answered(same, "stun"):

@@ -273,6 +273,9 @@ async def run_transaction(endpoint: Endpoint, ctx: CheckContext, request: stun.S
             keys["control"] = control.result()
     else:
         keys["control"] = await control
+        previous = (ctx.main_pass or {}).get("control")
+        if keys["control"] and previous and control_methods(previous) == ["app_stun_dpi"]:
+            keys["control"]["previous_outcome"] = "app_stun_dpi"
     keys[key] = tx.to_json(ctx.cfg.include_ip, tx.local)
     if tx.icmp_from is not None:
         keys["icmp_from"] = tx.icmp_from

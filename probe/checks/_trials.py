@@ -17,9 +17,13 @@ reason the app probes to a reflector port wait until the neutral traffic other c
 the run send there (the udp echo, the stream: :func:`neutral_use`) is over, bounded so
 that the app phase keeps :data:`APP_PHASE_MIN_S` of the budget: a residual block they
 trigger would cut that traffic, and its check would report a blocked or throttled port.
-Every app probe the run sends to a reflector port is noted (``ctx.shared``): trials whose
-first app probe followed another check's app probe that was dropped there count those
-(``foreign_app_dropped``), since a residual block that one set off hides their own app.
+Every trial the run sends to a reflector port is noted (``ctx.shared``, the port's flow
+ledger): trials whose first app probe followed another check's app probe that was dropped
+there count those (``foreign_app_dropped``), since a residual block that one set off hides
+their own app; and :func:`residual_set_off` tells, for any check sending to the port later
+(a stun or turn check's control, a stream), whether the port passed neutral traffic until
+another check's app probe was dropped there and nothing since: that check's app set off a
+residual block, which says nothing of this check's own traffic.
 
 A result (JSON-friendly, stored in test keys)::
 
@@ -52,7 +56,7 @@ APP = "app_stun"
 SPACING_S = 0.02  # between two sends: the censor sees the trials in the order sent
 APP_PHASE_MIN_S = 1.5  # app probes wait for other checks' neutral traffic, but leave this
 _NEUTRAL_USERS = "reflector_neutral_users"  # ctx.shared: port -> checks' traffic under way
-_APP_PROBES = "reflector_app_probes"  # ctx.shared: port -> [(sent at, check, its flow entry)]
+_FLOWS = "reflector_flows"  # ctx.shared: port -> [(sent at, check, kind, its flow entry)]
 
 
 @contextlib.asynccontextmanager
@@ -99,6 +103,7 @@ class _Round:
     ip: str
     port: int
     stats: dict[str, KindStats]
+    last_sent_at: float | None = None  # loop time
     flows: list[list[Any]] = field(default_factory=list)
     icmp: str | None = None
     icmp_from: str | None = None
@@ -120,12 +125,14 @@ class _Round:
 
     def note_foreign(self, ctx: CheckContext) -> None:
         """How many app probes of other checks were dropped on this port before this
-        round's first app probe (their answers are in by now: they went first)."""
-        if self.first_app_at is None:
+        round's first app probe (their answers are in by now: they went first), or, in a
+        round without app probes, before its last trial."""
+        until = self.first_app_at if self.first_app_at is not None else self.last_sent_at
+        if until is None:
             return
-        before = [e for t, owner, e in ctx.shared.get(_APP_PROBES, {}).get(self.port, [])
-                  if owner != id(ctx) and t < self.first_app_at]
-        self.foreign_app_dropped = sum(1 for e in before if e[3] != "ok")
+        self.foreign_app_dropped = sum(
+            1 for t, owner, kind, e in ctx.shared.get(_FLOWS, {}).get(self.port, [])
+            if kind == APP and owner != id(ctx) and t < until and e[3] != "ok")
 
 
 def plan(kinds: list[str], repeats: int, phased: bool) -> list[tuple[str, str]]:
@@ -210,11 +217,11 @@ async def _trial(ctx: CheckContext, ip: str, port: int, phase: str, kind: str,
                 entry[3] = rnd.failure = udp_failure(exc)
                 return
             rnd.stats[kind].sent += 1
-            if kind == APP:
-                if rnd.first_app_at is None:
-                    rnd.first_app_at = t0
-                probes = ctx.shared.setdefault(_APP_PROBES, {}).setdefault(port, [])
-                probes.append((t0, id(ctx), entry))
+            rnd.last_sent_at = t0
+            if kind == APP and rnd.first_app_at is None:
+                rnd.first_app_at = t0
+            ctx.shared.setdefault(_FLOWS, {}).setdefault(port, []).append(
+                (t0, id(ctx), kind, entry))
             if sent is not None:
                 sent.set()
             while loop.time() < until:
@@ -237,6 +244,30 @@ async def _trial(ctx: CheckContext, ip: str, port: int, phase: str, kind: str,
     finally:
         if sent is not None:
             sent.set()
+
+
+def dropped_app_probes(ctx: CheckContext, port: int) -> list[float]:
+    """When (loop times, in order) other checks' app-flavoured probes to the reflector's
+    ``port`` went out that got no answer (dropped, or not answered yet)."""
+    return sorted(t for t, owner, kind, e in ctx.shared.get(_FLOWS, {}).get(port, [])
+                  if kind == APP and owner != id(ctx) and e[3] != "ok")
+
+
+def residual_set_off(ctx: CheckContext, port: int, before: float) -> float | None:
+    """When another check's app-flavoured probe, dropped on the reflector's ``port`` before
+    the loop time ``before``, set off a residual block there: neutral trials to the port
+    (any check's) were answered before it, and none sent after it has been. None when
+    the port's ledger does not show that (no such probe, nothing neutral passed before
+    it, or neutral traffic passed after it: no residual block)."""
+    dropped = [t for t in dropped_app_probes(ctx, port) if t < before]
+    if not dropped:
+        return None
+    first = dropped[0]
+    flows = ctx.shared.get(_FLOWS, {}).get(port, [])
+    neutral = [(t, e[3]) for t, _, kind, e in flows if kind in NEUTRAL]
+    passed_before = any(t < first and result == "ok" for t, result in neutral)
+    passed_after = any(t > first and result == "ok" for t, result in neutral)
+    return first if passed_before and not passed_after else None
 
 
 def merge_trials(first: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:

@@ -141,3 +141,44 @@ async def test_stun_control_icmp_reject_from_a_router_is_udp_blocked() -> None:
     assert keys["failure"] == failures.GENERIC_TIMEOUT and "icmp_from" not in keys
     assert keys["control"]["same_port"]["icmp_from"] == T.CENSOR_ROUTER
     assert methods == ["udp_blocked"]
+
+
+def test_a_control_cut_by_another_apps_residual_block_tells_nothing() -> None:
+    """WhatsApp's differential and a plain stun check share the reflector's port: the
+    censor drops WhatsApp's STUN, then everything to the port (residual blocking). The stun
+    check's server is cut, and its control, sent after WhatsApp's dropped probe, gets no
+    answer: that is WhatsApp's residual block (``after_other_app``), not udp_blocked."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from probe.model import Endpoint, Plan, RunConfig, Service
+    from probe.runner import RunInfo, run_plan
+    from probe.verdicts import summarize
+
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("app_stun_dpi", flavor="whatsapp", residual_s=60)
+    net.censor.apply("drop_endpoint", addresses=[SERVER], proto="udp")
+    wa = Endpoint(service="wa", function="calls", check="differential", port=CALL_PORT,
+                  options={"flavor": "whatsapp"}, source="test:1")
+    plain = Endpoint(service="other", function="calls", check="stun", host=SERVER,
+                     port=CALL_PORT, source="test:2")
+    out: list[dict] = []
+    info = RunInfo(report_id="r1", start=datetime(2026, 12, 2, tzinfo=UTC))
+    plan = Plan((Service("wa", "WA", (wa,)), Service("other", "Other", (plain,))))
+    asyncio.run(run_plan(plan, RunConfig(timeout_s=3.0, reflector=REFLECTOR), net, info,
+                         out.append))
+    stun_keys = [r["test_keys"] for r in out if r["service"] == "other"]
+    assert stun_keys and all(k["failure"] == failures.GENERIC_TIMEOUT for k in stun_keys)
+    assert all(k["control"].get("after_other_app") for k in stun_keys), stun_keys
+    services = summarize(out)["services"]
+    assert services["wa"]["functions"]["calls"]["methods"] == ["app_stun_dpi"]
+    assert "udp_blocked" not in services["other"]["functions"]["calls"]["methods"]
+
+
+async def test_a_control_whose_port_is_blocked_for_all_is_still_udp_blocked() -> None:
+    """The other side: no neutral traffic ever passed on the port (a blocked port drops
+    every app's probes too), so the control's silence is the port's, udp_blocked."""
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
+    keys, methods = await run_check("stun", net, timeout_s=3.0)
+    assert methods == ["udp_blocked"] and not keys["control"].get("after_other_app")

@@ -88,3 +88,34 @@ async def test_a_teams_allocate_that_triggers_residual_blocking_on_the_reflector
     flows = keys["control"]["same_port"]["flows"]
     assert sorted(f[1] for f in flows if f[0] == "b") == ["random", "stun"]
     assert len({f[2] for f in flows}) == len(flows)
+
+
+def test_the_confirmation_inside_the_residual_block_keeps_app_stun_dpi() -> None:
+    """A whole run: the main pass's control sees the Teams Allocate dropped while plain STUN
+    passed, and the censor blocks the reflector's port from then on. The confirmation's
+    control finds everything to the port dropped: still app_stun_dpi (the main pass's app
+    probe set the block off, ``previous_outcome``), never udp_blocked."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from probe.model import Endpoint, Plan, RunConfig, Service
+    from probe.runner import RunInfo, run_plan
+    from probe.verdicts import summarize
+    from tests.helpers.checks import REFLECTOR
+
+    net = call_world(udp_hosts={SERVER: T.stun_server()})
+    net.censor.apply("app_stun_dpi", flavor="teams", residual_s=60)
+    ep = Endpoint(service="teams", function="calls", check="turn", host=SERVER,
+                  port=CALL_PORT, options={"flavor": "teams"}, source="test:1")
+    out: list[dict] = []
+    info = RunInfo(report_id="r1", start=datetime(2026, 12, 2, tzinfo=UTC))
+    asyncio.run(run_plan(Plan((Service("teams", "Teams", (ep,)),)),
+                         RunConfig(timeout_s=3.0, reflector=REFLECTOR), net, info,
+                         out.append))
+    keys = {r["pass"]: r["test_keys"] for r in out}
+    assert set(keys) == {"main", "confirmation"}
+    confirmation = keys["confirmation"]["control"]
+    assert not any(int(s["answered"]) for s in confirmation["same_port"]["kinds"].values())
+    assert confirmation["previous_outcome"] == "app_stun_dpi"
+    assert summarize(out)["services"]["teams"]["functions"]["calls"]["methods"] == [
+        "app_stun_dpi"]

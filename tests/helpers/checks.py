@@ -17,14 +17,18 @@ from probe.testing import FakeNetwork, reflector_responder
 
 
 def context(net: Network, cfg: RunConfig, *, seed: dict[str, DnsResult] | None = None,
-            expected: dict[str, tuple[str, ...]] | None = None) -> CheckContext:
-    """A check context whose budget (``cfg.timeout_s``) starts now."""
+            expected: dict[str, tuple[str, ...]] | None = None,
+            shared: dict[str, Any] | None = None) -> CheckContext:
+    """A check context whose budget (``cfg.timeout_s``) starts now; ``shared``: what the
+    run's other checks left in ``ctx.shared`` (default: nothing)."""
     return CheckContext(cfg=cfg, net=net, resolver=HostResolver(net, cfg, seed, expected),
-                        deadline=asyncio.get_running_loop().time() + cfg.timeout_s)
+                        deadline=asyncio.get_running_loop().time() + cfg.timeout_s,
+                        shared={} if shared is None else shared)
 
 
 async def run_check(net: Network, ep: Endpoint, cfg: RunConfig | None = None, *,
-                    budget: float = 2.0, seed: dict[str, DnsResult] | None = None
+                    budget: float = 2.0, seed: dict[str, DnsResult] | None = None,
+                    shared: dict[str, Any] | None = None
                     ) -> tuple[dict[str, Any], list[str]]:
     """The stored test keys of ``ep``'s check and the methods they show. The endpoint's
     own host expects its ``expected_networks``, as in a real run."""
@@ -32,7 +36,7 @@ async def run_check(net: Network, ep: Endpoint, cfg: RunConfig | None = None, *,
     host = ep.target_host
     expected = {host: ep.expected_networks} if host and ep.expected_networks else None
     module = get_check(ep.check)
-    ctx = context(net, cfg, seed=seed, expected=expected)
+    ctx = context(net, cfg, seed=seed, expected=expected, shared=shared)
     # As the runner does: the check starts on its host's first answer and is settled
     # against the whole lookup when it ends.
     with early_answers() as taken:
@@ -66,11 +70,12 @@ def call_world(**world: Any) -> FakeNetwork:
 async def run_call_check(check: str, net: Network, *, host: str | None = SERVER,
                          port: int = CALL_PORT, options: dict[str, Any] | None = None,
                          timeout_s: float = 2.0, reflector: str | None = REFLECTOR,
-                         include_ip: bool = False, stream_seconds: float = 1.0
+                         include_ip: bool = False, stream_seconds: float = 1.0,
+                         shared: dict[str, Any] | None = None
                          ) -> tuple[dict[str, Any], list[str]]:
     """One call-path check (function ``calls``) through ``net``, by :func:`run_check`."""
     ep = Endpoint(service="svc", function="calls", check=check, host=host, port=port,
                   options=options or {}, source="test:1")
     cfg = RunConfig(timeout_s=timeout_s, reflector=reflector, include_ip=include_ip,
                     stream_seconds=stream_seconds)
-    return await run_check(net, ep, cfg)
+    return await run_check(net, ep, cfg, shared=shared)
