@@ -44,3 +44,17 @@ def test_readme_layout_matches_the_tree() -> None:
             for name in [*(d + "/" for d in dirs), *files]}
     tree |= {p.name + ("/" if p.is_dir() else "") for p in ROOT.iterdir()}
     assert named - tree == set(), f"the README layout names what does not exist: {named - tree}"
+
+
+def test_readme_names_every_censor_rule_a_scenario_may_use() -> None:
+    """The README's list of scenario rule names is the lab's: every rule of
+    probe.lab.censor.RULES, and nothing that is not one."""
+    from probe.lab.censor import RULES
+
+    text = (ROOT / "README.md").read_text()
+    listed = text.split("A scenario file lists `[[rules]]` (rule names:", 1)[1]
+    listed = listed.split("the `[[expect]]`ed", 1)[0]
+    named = {n for n in re.findall(r"`([a-z_]+)`", listed)}
+    assert set(RULES) <= named, sorted(set(RULES) - named)
+    options = {"apps", "residual_s", "passive", "seconds", "kbytes_per_s"}
+    assert named - options <= set(RULES), sorted(named - options - set(RULES))

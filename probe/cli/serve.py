@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -71,6 +71,12 @@ def serve(
         "--page-cache", min=0,
         help="Status page: render a page again at most every this many seconds.")] = 5,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    check: Annotated[bool, typer.Option(
+        "--check",
+        help="Check the storage and exit instead of serving: every acknowledged upload has "
+             "its file, intact (its SHA-256) and fully indexed, and every stored file its "
+             "index row. Exit 0 when all is consistent, 1 with a line per problem. Starting "
+             "clears what a crash left, as a start of the collector does.")] = False,
 ) -> None:
     """Run the collector: receive, validate and store results files; answer queries;
     show the status page.
@@ -122,6 +128,8 @@ def serve(
             raise UsageError(f"cannot open the database: {exc}") from None
         except OSError as exc:
             raise UsageError(f"cannot use --data-dir {data_dir}: {exc}") from None
+        if check:
+            _check_storage(storage)
         cfg = CollectorConfig(max_bytes=int(max_upload_mb * 1024 * 1024),
                               daily_quota_bytes=int(daily_quota_mb * 1024 * 1024),
                               max_inflating=upload_slots,
@@ -145,6 +153,26 @@ def serve(
                         proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
         finally:
             storage.close()
+
+
+def _check_storage(storage: Any) -> NoReturn:
+    """``serve --check``: :meth:`Storage.verify`, a line per problem, then exit."""
+    from probe.cli.common import EXIT_FOUND, EXIT_OK
+
+    console = stderr_console()
+    try:
+        with console.status("checking every stored upload ..."):
+            uploads = storage.upload_count()
+            problems = storage.verify()
+    finally:
+        storage.close()
+    for problem in problems:
+        typer.echo(problem)
+    console.print(f"storage ({storage.db.describe()}, {storage.blobs.describe()}): "
+                  f"{uploads} uploads, "
+                  + (f"{len(problems)} problems" if problems else "consistent"),
+                  highlight=False, markup=False)
+    raise typer.Exit(EXIT_FOUND if problems else EXIT_OK)
 
 
 def _forwarded_allow_ips(value: str | None) -> list[str]:

@@ -377,6 +377,11 @@ class Storage:
             })
         return out
 
+    def upload_count(self) -> int:
+        with self.db.connection() as conn:
+            row = conn.fetchone("SELECT COUNT(*) FROM uploads")
+        return int(row[0]) if row else 0
+
     def verify(self) -> list[str]:
         """Consistency check: every indexed upload has its blob, intact and fully indexed,
         and every blob on disk has its index row."""
