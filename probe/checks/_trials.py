@@ -55,6 +55,7 @@ NEUTRAL = ("random", "stun")  # kinds no censor should mind
 APP = "app_stun"
 SPACING_S = 0.02  # between two sends: the censor sees the trials in the order sent
 APP_PHASE_MIN_S = 1.5  # app probes wait for other checks' neutral traffic, but leave this
+FRESH_BEFORE_S = 0.3  # after a longer wait, the before phase is sent again (fresh evidence)
 _NEUTRAL_USERS = "reflector_neutral_users"  # ctx.shared: port -> checks' traffic under way
 _FLOWS = "reflector_flows"  # ctx.shared: port -> [(sent at, check, kind, its flow entry)]
 
@@ -176,19 +177,32 @@ async def trials(ctx: CheckContext, ip: str, port: int, makers: dict[str, Payloa
         rnd.note_foreign(ctx)
         return rnd.to_json()
     waiting: list[asyncio.Future[None]] = []
-    for index, (phase, kind) in enumerate(order):
-        if phase != "b" and index and order[index - 1][0] == "b":
-            await asyncio.gather(*waiting)  # the before phase's answers, before any app probe
-            rnd.waited_s = round(await _after_neutral_users(ctx, port, deadline), 3)
-        elif index:
-            await asyncio.sleep(SPACING_S)
-        if deadline - loop.time() <= 0.05:
-            break
+
+    async def send(phase: str, kind: str) -> None:
         sent = asyncio.Event()
         waiting.append(asyncio.ensure_future(_trial(
             ctx, ip, port, phase, kind, makers[kind], rnd,
             min(deadline, loop.time() + wait_s), sent)))
         await sent.wait()  # sent (or failed to open) before the next one goes
+
+    for index, (phase, kind) in enumerate(order):
+        if phase != "b" and index and order[index - 1][0] == "b":
+            await asyncio.gather(*waiting)  # the before phase's answers, before any app probe
+            rnd.waited_s = round(await _after_neutral_users(ctx, port, deadline), 3)
+            if rnd.waited_s > FRESH_BEFORE_S:
+                # The port's state may have changed while other checks' traffic went on
+                # (a policer it exhausted, a block): the before phase again, right before
+                # the app probes, so that what passed "before" is what passed just then.
+                for again in [k for p, k in order if p == "b"]:
+                    if deadline - loop.time() > 0.05:
+                        await send("b", again)
+                        await asyncio.sleep(SPACING_S)
+                await asyncio.gather(*waiting)
+        elif index:
+            await asyncio.sleep(SPACING_S)
+        if deadline - loop.time() <= 0.05:
+            break
+        await send(phase, kind)
     await asyncio.gather(*waiting)
     rnd.note_foreign(ctx)
     return rnd.to_json()
@@ -305,12 +319,56 @@ def any_answered(result: dict[str, Any] | None) -> bool:
 
 
 def passed_before_app(result: dict[str, Any] | None) -> list[str]:
-    """The neutral kinds answered in the before phase, ahead of the first app probe."""
+    """The neutral kinds that passed right before the first app probe: the kind's latest
+    before-phase trial was answered, and if neutral trials went out between the before
+    phase and the first app probe, not all of them were lost (a port that already lost
+    everything before the app was seen was not blocked by the app)."""
     flows = (result or {}).get("flows") or []
     first_app = next((i for i, f in enumerate(flows) if f[1] == APP and f[2] is not None),
                      len(flows))
-    return [k for k in NEUTRAL
-            if any(f[0] == "b" and f[1] == k and f[3] == "ok" for f in flows[:first_app])]
+    ahead = [f for f in flows[:first_app] if f[2] is not None]
+    last_b = max((i for i, f in enumerate(ahead) if f[0] == "b"), default=None)
+    if last_b is None:
+        return []
+    between = [f for f in ahead[last_b + 1:] if f[1] in NEUTRAL]
+    if between and not any(f[3] == "ok" for f in between):
+        return []
+    out = []
+    for kind in NEUTRAL:
+        latest = [f for f in ahead if f[0] == "b" and f[1] == kind]
+        if latest and latest[-1][3] == "ok":
+            out.append(kind)
+    return out
+
+
+def app_singled_out(result: dict[str, Any] | None, alpha: float = 0.1) -> bool | None:
+    """Were the app probes dropped where neutral traffic passed, beyond chance? From the
+    first app probe on, the neutral trials' answered share ``q``; every app probe lost
+    (``n``) would happen by plain loss with probability ``(1 - q) ** n``: at most
+    ``alpha`` is the app singled out (True), more is not (False). None when no app probe
+    went out or one was answered."""
+    flows = [f for f in (result or {}).get("flows") or [] if f[2] is not None]
+    first_app = next((i for i, f in enumerate(flows) if f[1] == APP), None)
+    if first_app is None:
+        return None
+    window = flows[first_app:]
+    apps = [f for f in window if f[1] == APP]
+    if any(f[3] == "ok" for f in apps):
+        return None
+    neutral = [f for f in window if f[1] in NEUTRAL]
+    if not neutral:
+        return False
+    q = sum(f[3] == "ok" for f in neutral) / len(neutral)
+    return (1.0 - q) ** len(apps) <= alpha
+
+
+def neutral_starved(result: dict[str, Any] | None) -> bool:
+    """From the first app probe on (all trials when there is none), most neutral trials
+    got no answer: the port loses plain traffic too, so no payload can be singled out."""
+    flows = [f for f in (result or {}).get("flows") or [] if f[2] is not None]
+    first_app = next((i for i, f in enumerate(flows) if f[1] == APP), 0)
+    neutral = [f for f in flows[first_app:] if f[1] in NEUTRAL]
+    return bool(neutral) and sum(f[3] == "ok" for f in neutral) < 0.5 * len(neutral)
 
 
 def residual_kinds(result: dict[str, Any] | None) -> list[str]:
@@ -328,6 +386,10 @@ def residual_kinds(result: dict[str, Any] | None) -> list[str]:
         after = [f for f in flows[first_app + 1:] if f[1] == kind and f[2] is not None]
         if kind in before and after and not any(f[3] == "ok" for f in after):
             out.append(kind)
+    if "random" in out and "stun" not in out:
+        # A censor that saw the app blocks the port (every kind) or labels later STUN
+        # there as the app (STUN only); random bytes lost while plain STUN passes is loss.
+        return []
     return out
 
 

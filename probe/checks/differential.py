@@ -16,6 +16,10 @@ and echoes the rest, each carrying the run's cookie token where DPI does not loo
   with ICMP port unreachable (``icmp_from``: its address): ``udp_blocked``;
 * the reflector does not answer at all, or does not listen there (an ICMP error from the
   reflector itself): ``not_applicable``;
+* the app's probes lost, but plain traffic lost about as much (a policer, heavy loss: no
+  residual pattern, and every app probe lost is not beyond what the neutral kinds' loss
+  explains, :func:`probe.checks._trials.app_singled_out`): ``not_applicable``
+  (``starved``); the stream and call checks measure such loss;
 * residual blocking after another check's app probe had been dropped on the same port
   first (``trials.foreign_app_dropped``): that probe may have set it off, and this app's
   own STUN cannot be judged there: ``not_applicable`` (``after_other_app``).
@@ -40,7 +44,9 @@ from probe.checks._trials import (
     NEUTRAL,
     answered,
     any_answered,
+    app_singled_out,
     merge_trials,
+    neutral_starved,
     passed_before_app,
     rejected_on_path,
     residual_kinds,
@@ -55,7 +61,8 @@ SPEC = CheckSpec(hosts="forbidden", options={"flavor": one_of(*stun.FLAVORS)},
                      "length, in random order, to the reflector on each port")
 REPEATS = 3
 MIN_ROUND_S = 1.0  # budget left worth another round of trials
-_RETRY = {"stun_dpi", "app_stun_dpi", "random_blocked", "inconclusive", "udp_blocked"}
+_RETRY = {"stun_dpi", "app_stun_dpi", "random_blocked", "inconclusive", "udp_blocked",
+          "starved"}
 _METHOD = {"stun_dpi": "stun_dpi", "app_stun_dpi": "app_stun_dpi",
            "udp_blocked": "udp_blocked"}
 _FAILED_OPERATION = {"stun_dpi": "stun", "app_stun_dpi": "app_stun", "udp_blocked": "udp",
@@ -64,15 +71,15 @@ _FAILED_OPERATION = {"stun_dpi": "stun", "app_stun_dpi": "app_stun", "udp_blocke
 
 def outcome(test_keys: TestKeys) -> str:
     """ok | stun_dpi | app_stun_dpi | udp_blocked | random_blocked | inconclusive |
-    nothing_listens | reflector_unreachable | after_other_app, from the stored counts
+    nothing_listens | reflector_unreachable | after_other_app | starved, from the stored counts
     (and, in the confirmation pass, the main pass's evidence kept beside them)."""
     result = _own_outcome(test_keys)
     trials_ = test_keys.get("trials") or {}
-    if result == "app_stun_dpi" and trials_.get("foreign_app_dropped") \
-            and residual_kinds(trials_) and not test_keys.get("main_pass"):
-        return "after_other_app"
+    if trials_.get("foreign_app_dropped") and not test_keys.get("main_pass") and (
+            (result == "app_stun_dpi" and residual_kinds(trials_)) or result == "starved"):
+        return "after_other_app"  # the other app's residual block may explain the loss
     if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable",
-                      "after_other_app") \
+                      "after_other_app", "starved") \
             and _explained_by_main_pass(test_keys, test_keys.get("main_pass")):
         return "app_stun_dpi"
     return result
@@ -88,7 +95,11 @@ def _own_outcome(test_keys: TestKeys) -> str:
     if r and s is False:
         return "stun_dpi"
     if r and s and a is False:
-        return "app_stun_dpi"
+        # The app's probes lost where plain traffic passed: right before them and never
+        # after (residual blocking), or beside them beyond what loss explains.
+        if residual_kinds(same) or app_singled_out(same):
+            return "app_stun_dpi"
+        return "starved" if neutral_starved(same) else "inconclusive"
     if not any_answered(same):
         if rejected_on_path(same):
             return "udp_blocked"  # a router refused them: the network, not the reflector
@@ -136,7 +147,8 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
         result = outcome(keys)
     main = ctx.main_pass
     if result not in ("ok", "app_stun_dpi", "nothing_listens", "reflector_unreachable",
-                      "after_other_app") and main and _explained_by_main_pass(keys, main):
+                      "after_other_app", "starved") and main \
+            and _explained_by_main_pass(keys, main):
         keys["main_pass"] = {"outcome": main["outcome"],
                              "residual_kinds": main.get("residual_kinds") or [],
                              "trials": main.get("trials")}
@@ -151,7 +163,7 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
     if rejected_on_path(keys["trials"]):
         keys["icmp_from"] = keys["trials"]["icmp_from"]
     keys["outcome"] = result
-    if result in ("nothing_listens", "reflector_unreachable", "after_other_app"):
+    if result in ("nothing_listens", "reflector_unreachable", "after_other_app", "starved"):
         keys["failure"] = failures.NOT_APPLICABLE
         keys["reason"] = {"nothing_listens": "the reflector does not listen on this port",
                           "reflector_unreachable": "no answer from the reflector on this "
@@ -159,7 +171,10 @@ async def run(endpoint: Endpoint, ctx: CheckContext) -> TestKeys:
                           "after_other_app": "another app's STUN was dropped on this "
                                              "reflector port just before, and everything "
                                              "to the port was dropped after: this app's "
-                                             "own STUN cannot be judged there"}[result]
+                                             "own STUN cannot be judged there",
+                          "starved": "the port lost most plain traffic too (a policer, "
+                                     "heavy loss): no payload can be singled out; the "
+                                     "stream and call checks measure that loss"}[result]
     elif result != "ok":
         keys["failure"] = failures.GENERIC_TIMEOUT
         keys["failed_operation"] = _FAILED_OPERATION[result]

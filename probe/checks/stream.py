@@ -39,6 +39,7 @@ SPEC = CheckSpec(hosts="forbidden",
 # probe: the stream was cut by what that probe set off (20 ms between packets, and the
 # censor acts on the probe's flow a moment after the probe passes it).
 CUT_AT_PROBE_S = 0.3
+CUT_LOSS_MARGIN = 0.15  # loss beyond what the cut explains: the stream starved before it
 
 
 def outcome(test_keys: TestKeys) -> tuple[str, list[str]]:
@@ -68,12 +69,17 @@ def outcome(test_keys: TestKeys) -> tuple[str, list[str]]:
 
 def _cut_at_other_app(call: dict[str, Any], dropped_s: list[float]) -> float | None:
     """The time of the dropped app probe (another check's) at which the stream's echoes
-    stopped for good, if they did: nothing sent after it came back."""
+    stopped for good, if they did: nothing sent after it came back, and the stream was
+    whole until then (its loss is what the cut explains, give or take
+    :data:`CUT_LOSS_MARGIN`: a stream a policer starved all along was throttled)."""
     last = call.get("last_echoed_sent_s")
-    if last is None:
+    if last is None or not call.get("duration_s"):
         return None
     for t in dropped_s:
-        if abs(float(last) - t) <= CUT_AT_PROBE_S:
+        if abs(float(last) - t) > CUT_AT_PROBE_S:
+            continue
+        cut_share = max(0.0, media_end_s(call) - t) / float(call["duration_s"])
+        if float(call["loss"]) <= cut_share + CUT_LOSS_MARGIN:
             return float(t)
     return None
 

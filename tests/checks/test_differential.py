@@ -316,3 +316,93 @@ def test_residual_blocking_set_off_by_another_app_is_not_this_apps_dpi() -> None
         teams = [r["test_keys"] for r in out if r["service"] == "teams"]
         assert all(k["outcome"] in ("ok", "after_other_app") for k in teams), teams
         assert "teams" not in calls or calls["teams"]["functions"]["calls"]["methods"] == []
+
+
+def test_a_policer_the_stream_exhausts_is_not_app_dpi() -> None:
+    """The throttled scenario's policer (a rate shared by every flow to the port) and a
+    stream on the same port that exhausts it: the differential's app phase, after waiting
+    for the stream as long as it may, meets a port that loses plain traffic as much as the
+    app's. That is never app_stun_dpi (seen in the lab's throttled scenario: Viber calls
+    read blocked); the before phase is sent again after the wait, and the differential is
+    not_applicable (starved) or ok. The stream is throttled: starved all along, not cut by
+    the app probes dropped at its end."""
+    for seed in range(3):
+        random.seed(seed)
+        net = call_world(names={"c.test": ["198.18.9.9"]})
+        net.censor.apply("throttle_udp_ports", ports=[CALL_PORT], kbytes_per_s=1)
+        eps = tuple(Endpoint(service="svc", function="calls", check=check, port=CALL_PORT,
+                             options=options, source=f"test:{i}")
+                    for i, (check, options) in enumerate([
+                        ("differential", {"flavor": "viber"}), ("stream", {})]))
+        control = Endpoint(service="controls", function="control", check="tcp",
+                           host="c.test", port=443, expected_networks=T.FAKE_NETWORKS,
+                           source="test:9")
+        out: list[dict] = []
+        cfg = RunConfig(timeout_s=4.0, reflector=REFLECTOR, stream_seconds=3.0)
+        plan = Plan((Service("svc", "svc", eps), Service("controls", "controls", (control,))))
+        asyncio.run(run_plan(plan, cfg, net, INFO, out.append))
+        stream = next(r["test_keys"] for r in out if r["test_name"] == "stream")
+        # starved all along, not cut by the differential's dropped app probes
+        assert stream["outcome"] == "throttled", stream["reasons"]
+        diffs = [r["test_keys"] for r in out if r["test_name"] == "differential"]
+        assert all(k["outcome"] in ("ok", "starved") for k in diffs), [
+            (k["outcome"], k["trials"]["flows"]) for k in diffs]
+        main = diffs[0]
+        assert main["trials"]["waited_s"] > 0.3
+        phases = [f[0] for f in main["trials"]["flows"]]
+        assert phases[:4] == ["b", "b", "b", "b"]  # before the wait, and again after it
+        services = summarize(out)["services"]
+        assert "app_stun_dpi" not in services.get("svc", {}).get("functions", {}).get(
+            "calls", {}).get("methods", []), [(r["test_name"], r["pass"],
+                                               r["test_keys"].get("outcome")) for r in out]
+
+
+# The flows of the lab's throttled scenario where Viber's differential read app_stun_dpi
+# (main pass, then confirmation): the neutral kinds passed before a 2.2 s wait for the
+# stream, then the policer the stream exhausted lost nearly everything.
+THROTTLED_MAIN = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"],
+                  ["m", "random", 3, "lost"], ["m", "app_stun", 4, "lost"],
+                  ["m", "app_stun", 5, "lost"], ["m", "stun", 6, "lost"],
+                  ["m", "app_stun", 7, "lost"], ["m", "random", 8, "lost"],
+                  ["m", "stun", 9, "lost"], ["m", "stun", 10, "lost"],
+                  ["m", "random", 11, "lost"], ["a", "stun", 12, "lost"],
+                  ["a", "random", 13, "lost"]]
+THROTTLED_CONFIRMATION = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"],
+                          ["m", "random", 3, "lost"], ["m", "app_stun", 4, "lost"],
+                          ["m", "random", 5, "lost"], ["m", "stun", 6, "lost"],
+                          ["m", "stun", 7, "lost"], ["m", "stun", 8, "ok"],
+                          ["m", "app_stun", 9, "lost"], ["m", "random", 10, "ok"],
+                          ["m", "app_stun", 11, "lost"], ["a", "stun", 12, "lost"],
+                          ["a", "random", 13, "lost"]]
+
+
+def _keys(flows: list[list]) -> dict:
+    kinds: dict[str, dict] = {}
+    for _, kind, _, result in flows:
+        k = kinds.setdefault(kind, {"sent": 0, "answered": 0, "rtt_s": []})
+        k["sent"] += 1
+        k["answered"] += result == "ok"
+    return {"failure": None, "trials": {"kinds": kinds, "flows": flows, "icmp": None},
+            "baseline": {"kinds": {"random": {"sent": 1, "answered": 1, "rtt_s": [0.01]}}},
+            "main_pass": None}
+
+
+@pytest.mark.parametrize("flows", [THROTTLED_MAIN, THROTTLED_CONFIRMATION])
+def test_loss_that_began_before_the_app_probe_or_matches_it_is_not_app_dpi(flows) -> None:
+    assert differential.outcome(_keys(flows)) == "starved"
+
+
+def test_app_dpi_still_shows_beside_some_loss_and_as_residual_blocking() -> None:
+    """The other side: the app's three probes lost while 5 of 6 neutral ones beside them
+    passed (chance: 1/6 cubed), and the residual pattern (plain traffic passing right up to
+    the app probe, nothing after)."""
+    beside = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"], ["m", "app_stun", 3, "lost"],
+              ["m", "random", 4, "ok"], ["m", "stun", 5, "lost"], ["m", "app_stun", 6, "lost"],
+              ["m", "stun", 7, "ok"], ["m", "random", 8, "ok"], ["m", "app_stun", 9, "lost"],
+              ["a", "stun", 10, "ok"], ["a", "random", 11, "ok"]]
+    assert differential.outcome(_keys(beside)) == "app_stun_dpi"
+    residual = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"], ["m", "stun", 3, "ok"],
+                ["m", "app_stun", 4, "lost"], ["m", "random", 5, "lost"],
+                ["m", "stun", 6, "lost"], ["m", "app_stun", 7, "lost"],
+                ["a", "stun", 8, "lost"], ["a", "random", 9, "lost"]]
+    assert differential.outcome(_keys(residual)) == "app_stun_dpi"
