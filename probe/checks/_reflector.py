@@ -40,8 +40,14 @@ from probe import failures
 from probe import reflector as wire
 from probe.checks._base import CheckContext, TestKeys, open_udp, port_of, udp_failure
 from probe.checks._payloads import Payload, PayloadMaker, differential_makers
-from probe.checks._trials import (answered, any_answered, neutral_use, rejected_on_path,
-                                  residual_set_off, trials)
+from probe.checks._trials import (
+    answered,
+    any_answered,
+    neutral_use,
+    rejected_on_path,
+    residual_set_off,
+    trials,
+)
 from probe.hostnames import ipv4_first
 from probe.model import Endpoint
 

@@ -359,7 +359,8 @@ def app_singled_out(result: dict[str, Any] | None, alpha: float = 0.1) -> bool |
     if not neutral:
         return False
     q = sum(f[3] == "ok" for f in neutral) / len(neutral)
-    return (1.0 - q) ** len(apps) <= alpha
+    chance: float = (1.0 - q) ** len(apps)
+    return chance <= alpha
 
 
 def neutral_starved(result: dict[str, Any] | None) -> bool:
