@@ -43,8 +43,11 @@ from probe.checks._payloads import Payload, PayloadMaker, differential_makers
 from probe.checks._trials import (
     answered,
     any_answered,
+    app_singled_out,
+    neutral_starved,
     neutral_use,
     rejected_on_path,
+    residual_kinds,
     residual_set_off,
     trials,
 )
@@ -262,7 +265,10 @@ def control_methods(control: dict[str, Any] | None) -> list[str]:
     if not any_answered(same) and control.get("after_other_app"):
         return []  # another check's app set off a residual block on this port: no test
     if answered(same, "stun") and answered(same, "app_stun") is False:
-        return ["app_stun_dpi"]  # plain STUN passes on this port, the app's request not
+        if residual_kinds(same) or app_singled_out(same):
+            return ["app_stun_dpi"]  # plain STUN passes on this port, the app's request not
+        if neutral_starved(same):
+            return []  # the port loses plain traffic as much: nothing can be singled out
     if answered(same, "stun"):
         return ["relay_unreachable"]  # STUN passes on this port: that destination is cut
     if answered(same, "random"):

@@ -182,3 +182,37 @@ async def test_a_control_whose_port_is_blocked_for_all_is_still_udp_blocked() ->
     net.censor.apply("drop_udp_ports", ports=[CALL_PORT])
     keys, methods = await run_check("stun", net, timeout_s=3.0)
     assert methods == ["udp_blocked"] and not keys["control"].get("after_other_app")
+
+
+def _control(flows: list[list]) -> dict[str, Any]:
+    kinds: dict[str, dict] = {}
+    for _, kind, _, result in flows:
+        k = kinds.setdefault(kind, {"sent": 0, "answered": 0, "rtt_s": []})
+        k["sent"] += 1
+        k["answered"] += result == "ok"
+    return {"failure": None, "same_port": {"kinds": kinds, "flows": flows, "icmp": None},
+            "baseline": {"kinds": {"random": {"sent": 2, "answered": 2, "rtt_s": []}}}}
+
+
+def test_a_control_on_a_starved_port_does_not_single_out_the_app() -> None:
+    """The control's app request lost on a port that loses plain traffic as much (a
+    policer): not app_stun_dpi, nothing can be said; the app's request lost where plain
+    traffic passes around it, or right up to it and never after (residual), still is."""
+    from probe.checks._reflector import control_methods
+
+    starved = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"], ["m", "app_stun", 3, "lost"],
+               ["m", "stun", 4, "lost"], ["m", "random", 5, "lost"],
+               ["m", "app_stun", 6, "lost"], ["m", "stun", 7, "ok"],
+               ["m", "random", 8, "lost"], ["a", "stun", 9, "lost"],
+               ["a", "random", 10, "lost"]]
+    assert control_methods(_control(starved)) == []
+    beside = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"], ["m", "app_stun", 3, "lost"],
+              ["m", "stun", 4, "ok"], ["m", "random", 5, "ok"], ["m", "app_stun", 6, "lost"],
+              ["m", "stun", 7, "ok"], ["m", "random", 8, "ok"], ["a", "stun", 9, "ok"],
+              ["a", "random", 10, "ok"]]
+    assert control_methods(_control(beside)) == ["app_stun_dpi"]
+    residual = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"],
+                ["m", "app_stun", 3, "lost"], ["m", "stun", 4, "lost"],
+                ["m", "random", 5, "lost"], ["m", "app_stun", 6, "lost"],
+                ["a", "stun", 7, "lost"], ["a", "random", 8, "lost"]]
+    assert control_methods(_control(residual)) == ["app_stun_dpi"]
