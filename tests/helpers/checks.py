@@ -13,7 +13,7 @@ from probe.checks import CheckContext, get_check
 from probe.model import Endpoint, RunConfig
 from probe.net import Network
 from probe.resolve import DnsResult, HostResolver, early_answers
-from probe.testing import FakeNetwork, reflector_responder
+from probe.testing import FAKE_NETWORKS, FakeNetwork, reflector_responder
 
 
 def context(net: Network, cfg: RunConfig, *, seed: dict[str, DnsResult] | None = None,
@@ -45,6 +45,18 @@ async def run_check(net: Network, ep: Endpoint, cfg: RunConfig | None = None, *,
     stored: dict[str, Any] = json.loads(json.dumps(keys))  # what a results file holds
     assert "failure" in stored
     return stored, module.methods(stored)
+
+
+async def resolving_check(net: Network, host: str,
+                          expected: tuple[str, ...] = FAKE_NETWORKS,
+                          cfg: RunConfig | None = None, budget: float = 2.0,
+                          name: str = "dns") -> dict[str, Any]:
+    """The test keys of the ``dns`` check of ``host`` (or of check ``name`` to its port
+    443, which resolves it first), the host expecting ``expected`` networks."""
+    ep = Endpoint(service="s", function="dns" if name == "dns" else "messaging", check=name,
+                  host=host, port=None if name == "dns" else 443, expected_networks=expected)
+    keys, _ = await run_check(net, ep, cfg, budget=budget)
+    return keys
 
 
 def seeded(host: str, address: str = "127.0.0.1") -> dict[str, DnsResult]:

@@ -16,7 +16,6 @@ verdict, and the summary says in one line what the missing reflector left out.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from probe.lab import addresses as A
 from probe.lab.lab import Lab
 from probe.lab.play import apply_scenario, run_probe
 from probe.lab.scenarios import SCENARIO_DIR, load_scenario
+from tests.helpers.lab_results import failed_calls
 
 pytestmark = pytest.mark.lab
 SERVICES = ("whatsapp", "skype", "viber", "duo")
@@ -68,19 +68,6 @@ def lab() -> Iterator[Lab]:
     with Lab() as lab:
         assert lab.reflector == A.REFLECTOR, "the lab must run voip-probe reflector"
         yield lab
-
-
-def failed_calls(summary: dict[str, Any]) -> list[str]:
-    """Each failed calls measurement in one line, for the assertion message."""
-    rows = []
-    with open(summary["results_file"], encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            tk = rec.get("test_keys") or {}
-            if rec.get("function") == "calls" and tk.get("failure"):
-                rows.append(f"{rec['service']} {rec['input']} {rec['pass']} {tk['failure']} "
-                            f"{tk.get('failed_operation')} {tk.get('outcome', '')}")
-    return rows
 
 
 def calls_line(summary: dict[str, Any]) -> list[str]:

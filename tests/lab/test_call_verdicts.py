@@ -22,6 +22,7 @@ import pytest
 
 from probe.lab import addresses as A
 from probe.lab.lab import Lab
+from tests.helpers.lab_results import failed_calls
 
 pytestmark = pytest.mark.lab
 SERVICES = ("whatsapp", "skype", "viber", "duo")
@@ -110,19 +111,6 @@ def run_probe(lab: Lab, out: Path) -> dict[str, Any]:
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     summary: dict[str, Any] = json.loads(proc.stdout)
     return summary
-
-
-def failed_calls(summary: dict[str, Any]) -> list[str]:
-    """The failed calls measurements, for the assertion message."""
-    rows = []
-    with open(summary["results_file"], encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            tk = rec.get("test_keys") or {}
-            if rec.get("function") == "calls" and tk.get("failure"):
-                rows.append(f"{rec['service']} {rec['input']} {rec['pass']} {tk['failure']} "
-                            f"{json.dumps({k: v for k, v in tk.items() if k != 'failure'})[:600]}")
-    return rows
 
 
 @pytest.mark.parametrize(("name", "setup", "expect"), SCENARIOS, ids=[s[0] for s in SCENARIOS])

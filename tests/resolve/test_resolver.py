@@ -4,31 +4,21 @@ host, unless inside its expected networks."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from probe import failures
 from probe.checks import dns as dns_check
 from probe.checks import tcp as tcp_check
-from probe.model import Endpoint, RunConfig
-from probe.net import Network, RealNetwork
+from probe.model import RunConfig
+from probe.net import RealNetwork
 from probe.resolve import HostResolver
 from probe.resolve.wire import DUPLICATE_MIN_S
 from probe.testing import FAKE_NETWORKS, FakeNetwork
-from tests.helpers.checks import run_check
+from tests.helpers.checks import resolving_check as check
 from tests.helpers.dnsserver import QueueingDnsServer, zone_handler
 
 LOOPBACK = ("127.0.0.0/8",)
-
-
-async def check(net: Network, host: str, expected: tuple[str, ...] = FAKE_NETWORKS,
-                cfg: RunConfig | None = None, budget: float = 2.0,
-                name: str = "dns") -> dict[str, Any]:
-    ep = Endpoint(service="s", function="dns" if name == "dns" else "messaging", check=name,
-                  host=host, port=None if name == "dns" else 443, expected_networks=expected)
-    keys, _ = await run_check(net, ep, cfg, budget=budget)
-    return keys
 
 
 async def test_bogon_answer_fails_the_lookup_for_every_check() -> None:

@@ -3,27 +3,16 @@ fake seam and real sockets on loopback."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from probe import failures
 from probe.checks import dns as dns_check
 from probe.checks import tcp as tcp_check
-from probe.model import Endpoint, RunConfig
-from probe.net import Network, RealNetwork
-from probe.testing import FAKE_NETWORKS, FakeNetwork
-from tests.helpers.checks import run_check
+from probe.model import RunConfig
+from probe.net import RealNetwork
+from probe.testing import FakeNetwork
+from tests.helpers.checks import resolving_check as check
 from tests.helpers.dnsserver import LoopbackDnsServer, answer
 
 LOOPBACK = ("127.0.0.0/8",)
-
-
-async def check(net: Network, host: str, expected: tuple[str, ...] = FAKE_NETWORKS,
-                cfg: RunConfig | None = None, budget: float = 2.0,
-                name: str = "dns") -> dict[str, Any]:
-    ep = Endpoint(service="s", function="dns" if name == "dns" else "messaging", check=name,
-                  host=host, port=None if name == "dns" else 443, expected_networks=expected)
-    keys, _ = await run_check(net, ep, cfg, budget=budget)
-    return keys
 
 
 async def test_late_differing_reply_is_injection() -> None:
