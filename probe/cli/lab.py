@@ -201,6 +201,8 @@ def _render_rows(title: str, outcome: Any) -> None:
         table.add_column(column)
     for row in outcome.rows:
         mark = "[green]pass[/]" if row.passed else "[red]FAIL[/]"
+        if row.passed and row.extra_methods:
+            mark += f" [yellow](also {', '.join(row.extra_methods)})[/]"
         table.add_row(row.service, row.function, row.expected, row.actual,
                       ", ".join(row.expected_methods), ", ".join(row.actual_methods), mark)
     console = _console()
@@ -217,7 +219,8 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
             "results_file": str(outcome.results_file) if outcome.results_file else None,
             "rows": [{"service": r.service, "function": r.function, "expected": r.expected,
                       "actual": r.actual, "expected_methods": list(r.expected_methods),
-                      "actual_methods": list(r.actual_methods), "passed": r.passed}
+                      "actual_methods": list(r.actual_methods),
+                      "extra_methods": list(r.extra_methods), "passed": r.passed}
                      for r in outcome.rows]}
 
 

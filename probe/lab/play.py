@@ -142,6 +142,15 @@ class Row:
         return self.expected == self.actual and set(self.expected_methods) <= set(
             self.actual_methods)
 
+    @property
+    def extra_methods(self) -> tuple[str, ...]:
+        """Methods the probe reported beyond those expected: right ones the scenario did
+        not list (a ``stun_dpi`` rule also silences an app's STUN), or a check misreading
+        what it met. The row still passes; a reader should look."""
+        if not self.expected_methods:
+            return ()
+        return tuple(m for m in self.actual_methods if m not in self.expected_methods)
+
 
 def compare(summary: dict[str, Any], scenario: Scenario) -> list[Row]:
     """One row per expected verdict (``function = "*"``: every function of the service)."""

@@ -71,3 +71,26 @@ def test_an_unreadable_run_is_one_error_line_and_the_rest_is_shown(
     assert "compare mobile: ban -> after" in err  # the next comparison is still drawn
     assert "0 newly blocked, 1 restored" in err
     assert "6 runs, 2 networks" in err and "1 files skipped" in err
+
+
+def test_lab_run_shows_methods_beyond_the_expected_ones(capsys: pytest.CaptureFixture[str],
+                                                        ) -> None:
+    """A row that passes but carries a method the scenario did not expect says so (a
+    check may have misread what it met), in the table and in the JSON; a row that lists
+    no expected methods has none beyond them."""
+    from probe.cli.lab import _outcome_json, _render_rows
+    from probe.lab.play import Row
+
+    rows = [Row("skype", "calls", "impaired", "impaired", ("app_stun_dpi",),
+                ("app_stun_dpi", "udp_blocked")),
+            Row("viber", "calls", "blocked", "blocked", ("app_stun_dpi",), ("app_stun_dpi",)),
+            Row("duo", "calls", "blocked", "blocked", (), ("stun_dpi",))]
+    assert [r.extra_methods for r in rows] == [("udp_blocked",), (), ()]
+    outcome = SimpleNamespace(rows=rows, passed=True, results_file=None,
+                              scenario=SimpleNamespace(name="x"),
+                              run=SimpleNamespace(summary={}, exit_code=1))
+    _render_rows("x", outcome)
+    err = capsys.readouterr().err
+    assert "also udp_blocked" in err and err.count("also ") == 1
+    assert [r["extra_methods"] for r in _outcome_json(outcome)["rows"]] == [
+        ["udp_blocked"], [], []]
