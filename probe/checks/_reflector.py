@@ -43,11 +43,9 @@ from probe.checks._payloads import Payload, PayloadMaker, differential_makers
 from probe.checks._trials import (
     answered,
     any_answered,
-    app_singled_out,
-    neutral_starved,
+    app_loss,
     neutral_use,
     rejected_on_path,
-    residual_kinds,
     residual_set_off,
     trials,
 )
@@ -254,20 +252,22 @@ def control_methods(control: dict[str, Any] | None) -> list[str]:
     if not control or control.get("failure"):
         return []
     same, base = control.get("same_port"), control.get("baseline")
-    if not any_answered(same) and rejected_on_path(same):
-        return ["udp_blocked"]  # a router on the path refused the datagrams
-    if not any_answered(same) and (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
-        return []  # the reflector does not listen on this port: the path works, no test
-    if not any_answered(same) and control.get("previous_outcome") == "app_stun_dpi":
-        # the confirmation, after the main pass's control saw the app's request dropped:
-        # the censor still blocks the port it saw the app on (residual blocking)
-        return ["app_stun_dpi"]
-    if not any_answered(same) and control.get("after_other_app"):
-        return []  # another check's app set off a residual block on this port: no test
+    if not any_answered(same):
+        if rejected_on_path(same):
+            return ["udp_blocked"]  # a router on the path refused the datagrams
+        if (same or {}).get("icmp") == failures.PORT_UNREACHABLE:
+            return []  # the reflector does not listen on this port: the path works, no test
+        if control.get("previous_outcome") == "app_stun_dpi":
+            # the confirmation, after the main pass's control saw the app's request
+            # dropped: the censor still blocks the port it saw the app on (residual)
+            return ["app_stun_dpi"]
+        if control.get("after_other_app"):
+            return []  # another check's app set off a residual block on this port: no test
     if answered(same, "stun") and answered(same, "app_stun") is False:
-        if residual_kinds(same) or app_singled_out(same):
+        loss = app_loss(same)
+        if loss == "app_stun_dpi":
             return ["app_stun_dpi"]  # plain STUN passes on this port, the app's request not
-        if neutral_starved(same):
+        if loss == "starved":
             return []  # the port loses plain traffic as much: nothing can be singled out
     if answered(same, "stun"):
         return ["relay_unreachable"]  # STUN passes on this port: that destination is cut

@@ -131,9 +131,8 @@ class _Round:
         until = self.first_app_at if self.first_app_at is not None else self.last_sent_at
         if until is None:
             return
-        self.foreign_app_dropped = sum(
-            1 for t, owner, kind, e in ctx.shared.get(_FLOWS, {}).get(self.port, [])
-            if kind == APP and owner != id(ctx) and t < until and e[3] != "ok")
+        self.foreign_app_dropped = sum(1 for t in dropped_app_probes(ctx, self.port)
+                                       if t < until)
 
 
 def plan(kinds: list[str], repeats: int, phased: bool) -> list[tuple[str, str]]:
@@ -318,15 +317,24 @@ def any_answered(result: dict[str, Any] | None) -> bool:
                for s in ((result or {}).get("kinds") or {}).values())
 
 
+def _sent(result: dict[str, Any] | None) -> tuple[list[list[Any]], int | None]:
+    """The trials that went out (a flow opened), in the order sent, and the index among
+    them of the first app-flavoured probe (None: no app probe went out)."""
+    flows = [f for f in (result or {}).get("flows") or [] if f[2] is not None]
+    return flows, next((i for i, f in enumerate(flows) if f[1] == APP), None)
+
+
+def _answered_share(flows: list[list[Any]]) -> float:
+    return sum(1 for f in flows if f[3] == "ok") / len(flows)
+
+
 def passed_before_app(result: dict[str, Any] | None) -> list[str]:
     """The neutral kinds that passed right before the first app probe: the kind's latest
     before-phase trial was answered, and if neutral trials went out between the before
     phase and the first app probe, not all of them were lost (a port that already lost
     everything before the app was seen was not blocked by the app)."""
-    flows = (result or {}).get("flows") or []
-    first_app = next((i for i, f in enumerate(flows) if f[1] == APP and f[2] is not None),
-                     len(flows))
-    ahead = [f for f in flows[:first_app] if f[2] is not None]
+    flows, first_app = _sent(result)
+    ahead = flows if first_app is None else flows[:first_app]
     last_b = max((i for i, f in enumerate(ahead) if f[0] == "b"), default=None)
     if last_b is None:
         return []
@@ -347,8 +355,7 @@ def app_singled_out(result: dict[str, Any] | None, alpha: float = 0.1) -> bool |
     (``n``) would happen by plain loss with probability ``(1 - q) ** n``: at most
     ``alpha`` is the app singled out (True), more is not (False). None when no app probe
     went out or one was answered."""
-    flows = [f for f in (result or {}).get("flows") or [] if f[2] is not None]
-    first_app = next((i for i, f in enumerate(flows) if f[1] == APP), None)
+    flows, first_app = _sent(result)
     if first_app is None:
         return None
     window = flows[first_app:]
@@ -358,33 +365,29 @@ def app_singled_out(result: dict[str, Any] | None, alpha: float = 0.1) -> bool |
     neutral = [f for f in window if f[1] in NEUTRAL]
     if not neutral:
         return False
-    q = sum(f[3] == "ok" for f in neutral) / len(neutral)
-    chance: float = (1.0 - q) ** len(apps)
+    chance: float = (1.0 - _answered_share(neutral)) ** len(apps)
     return chance <= alpha
 
 
 def neutral_starved(result: dict[str, Any] | None) -> bool:
     """From the first app probe on (all trials when there is none), most neutral trials
     got no answer: the port loses plain traffic too, so no payload can be singled out."""
-    flows = [f for f in (result or {}).get("flows") or [] if f[2] is not None]
-    first_app = next((i for i, f in enumerate(flows) if f[1] == APP), 0)
-    neutral = [f for f in flows[first_app:] if f[1] in NEUTRAL]
-    return bool(neutral) and sum(f[3] == "ok" for f in neutral) < 0.5 * len(neutral)
+    flows, first_app = _sent(result)
+    neutral = [f for f in flows[first_app or 0:] if f[1] in NEUTRAL]
+    return bool(neutral) and _answered_share(neutral) < 0.5
 
 
 def residual_kinds(result: dict[str, Any] | None) -> list[str]:
     """The neutral kinds answered in the before phase and never on a flow sent after the
     first app-flavoured probe (tried there at least once): blocking the app probe
     triggered. Empty when no app probe was sent or nothing shows it."""
-    flows = (result or {}).get("flows") or []
-    first_app = next((i for i, f in enumerate(flows) if f[1] == APP and f[2] is not None),
-                     None)
+    flows, first_app = _sent(result)
     if first_app is None:
         return []
     out = []
     before = passed_before_app(result)
     for kind in NEUTRAL:
-        after = [f for f in flows[first_app + 1:] if f[1] == kind and f[2] is not None]
+        after = [f for f in flows[first_app + 1:] if f[1] == kind]
         if kind in before and after and not any(f[3] == "ok" for f in after):
             out.append(kind)
     if "random" in out and "stun" not in out:
@@ -392,6 +395,17 @@ def residual_kinds(result: dict[str, Any] | None) -> list[str]:
         # there as the app (STUN only); random bytes lost while plain STUN passes is loss.
         return []
     return out
+
+
+def app_loss(result: dict[str, Any] | None) -> str:
+    """What every app probe lost, while plain STUN and random bytes were answered at some
+    time, shows: ``app_stun_dpi`` where the app is singled out (plain traffic passing
+    right up to the app probe and never after: residual blocking; or beside it beyond
+    what its loss explains), ``starved`` where the port lost most plain traffic too (a
+    policer, heavy loss), else ``inconclusive``."""
+    if residual_kinds(result) or app_singled_out(result):
+        return "app_stun_dpi"
+    return "starved" if neutral_starved(result) else "inconclusive"
 
 
 def rejected_on_path(result: dict[str, Any] | None) -> bool:

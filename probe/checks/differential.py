@@ -44,9 +44,8 @@ from probe.checks._trials import (
     NEUTRAL,
     answered,
     any_answered,
-    app_singled_out,
+    app_loss,
     merge_trials,
-    neutral_starved,
     passed_before_app,
     rejected_on_path,
     residual_kinds,
@@ -95,11 +94,7 @@ def _own_outcome(test_keys: TestKeys) -> str:
     if r and s is False:
         return "stun_dpi"
     if r and s and a is False:
-        # The app's probes lost where plain traffic passed: right before them and never
-        # after (residual blocking), or beside them beyond what loss explains.
-        if residual_kinds(same) or app_singled_out(same):
-            return "app_stun_dpi"
-        return "starved" if neutral_starved(same) else "inconclusive"
+        return app_loss(same)
     if not any_answered(same):
         if rejected_on_path(same):
             return "udp_blocked"  # a router refused them: the network, not the reflector

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from probe.cli.app import app
 from probe.cli.common import UsageError, command_boundary, parse_duration, stderr_console
+
+if TYPE_CHECKING:
+    from probe.collector.storage import Storage
 
 
 @app.command("serve")
@@ -155,15 +158,14 @@ def serve(
             storage.close()
 
 
-def _check_storage(storage: Any) -> NoReturn:
-    """``serve --check``: :meth:`Storage.verify`, a line per problem, then exit."""
+def _check_storage(storage: Storage) -> NoReturn:
+    """``serve --check``: :meth:`Storage.check`, a line per problem, then exit."""
     from probe.cli.common import EXIT_FOUND, EXIT_OK
 
     console = stderr_console()
     try:
         with console.status("checking every stored upload ..."):
-            uploads = storage.upload_count()
-            problems = storage.verify()
+            uploads, problems = storage.check()
     finally:
         storage.close()
     for problem in problems:

@@ -377,14 +377,13 @@ class Storage:
             })
         return out
 
-    def upload_count(self) -> int:
-        with self.db.connection() as conn:
-            row = conn.fetchone("SELECT COUNT(*) FROM uploads")
-        return int(row[0]) if row else 0
-
     def verify(self) -> list[str]:
         """Consistency check: every indexed upload has its blob, intact and fully indexed,
         and every blob on disk has its index row."""
+        return self.check()[1]
+
+    def check(self) -> tuple[int, list[str]]:
+        """:meth:`verify`, with how many uploads it checked."""
         problems: list[str] = []
         with self.db.connection() as conn:
             uploads = conn.fetchall("SELECT id, measurements FROM uploads")
@@ -407,7 +406,7 @@ class Storage:
             f"{blob}: stored file without an index row (an upload that failed after its "
             "file was written, or one being stored right now)"
             for blob in sorted(set(self.blobs.ids()) - indexed))
-        return problems
+        return len(uploads), problems
 
 
 def _upload_dict(row: tuple[Any, ...]) -> dict[str, Any]:
