@@ -13,7 +13,7 @@ import pytest
 from probe.checks.https import redirect_target
 from probe.model import Endpoint, Plan, RunConfig, Service
 from probe.results import read_results
-from probe.session import run_session
+from probe.session import RunOutcome, run_session
 from probe.testing import FAKE_NETWORKS, FakeNetwork, stun_server
 
 NOW = datetime(2016, 11, 4, 9, 30, tzinfo=UTC)
@@ -28,6 +28,17 @@ def _mirror(host: str) -> Endpoint:
     """A host whose DNS answer is the probe's own address (as a whoami name is)."""
     return Endpoint(service="s", function="messaging", check="tcp", host=host, port=443,
                     expected_networks=FAKE_NETWORKS)
+
+
+def _stun_then_mirror(net: FakeNetwork, server: str, tmp_path: Path,
+                      include_ip: bool) -> RunOutcome:
+    """A session of a STUN check to ``server`` (whose mapped address is the probe's own)
+    and the ``mirror.test`` host, no identity lookup."""
+    stun_ep = Endpoint(service="s", function="calls", check="stun", host=server, port=3478,
+                       source="test:1")
+    cfg = RunConfig(timeout_s=2.0, include_ip=include_ip)
+    return run_session(_plan(stun_ep, _mirror("mirror.test")), cfg, tmp_path / "out",
+                       net=net, now=NOW)
 
 
 @pytest.mark.parametrize("include_ip", [False, True])
@@ -52,11 +63,7 @@ def test_a_mapped_address_a_check_learns_is_scrubbed_from_later_lines(
     server = "198.18.9.10"
     net = FakeNetwork(names={"mirror.test": [SECOND]}, dns_delay_s=0.5,
                       udp_hosts={server: stun_server(mapped=(SECOND, 61000))})
-    stun_ep = Endpoint(service="s", function="calls", check="stun", host=server, port=3478,
-                       source="test:1")
-    cfg = RunConfig(timeout_s=2.0, include_ip=include_ip)
-    outcome = run_session(_plan(stun_ep, _mirror("mirror.test")), cfg, tmp_path / "out",
-                          net=net, now=NOW)
+    outcome = _stun_then_mirror(net, server, tmp_path, include_ip)
     results = read_results(outcome.results_file)
     stun = [m for m in results.measurements if m["test_name"] == "stun"]
     assert stun and stun[0]["test_keys"]["failure"] is None
@@ -124,11 +131,7 @@ def test_lines_written_before_the_address_was_learnt_are_scrubbed_too(
         return answer(data) if len(seen) > 1 else None
 
     net = FakeNetwork(names={"mirror.test": [SECOND]}, udp_hosts={server: late})
-    stun_ep = Endpoint(service="s", function="calls", check="stun", host=server, port=3478,
-                       source="test:1")
-    cfg = RunConfig(timeout_s=2.0, include_ip=include_ip)
-    outcome = run_session(_plan(stun_ep, _mirror("mirror.test")), cfg, tmp_path / "out",
-                          net=net, now=NOW)
+    outcome = _stun_then_mirror(net, server, tmp_path, include_ip)
     results = read_results(outcome.results_file)
     assert results.complete and not results.warnings
     order = [m["test_name"] for m in results.measurements]

@@ -6,6 +6,7 @@ in its logs. Loopback only; the forged-source tests send raw IPv4 on loopback (r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -14,6 +15,8 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aioice import stun as aio
@@ -379,14 +382,28 @@ async def test_loopback_cookie_stun_echo_and_no_amplification() -> None:
         client.close()
 
 
-async def test_loopback_rate_limit_per_source() -> None:
+@contextlib.asynccontextmanager
+async def two_clients(rate: float, burst: float
+                      ) -> AsyncIterator[tuple[Any, int, Client, Client]]:
+    """A loopback reflector on one free port (its per-source ``rate`` and ``burst``) and
+    two real clients from different addresses holding its cookie:
+    (reflector, port, client, other client). Everything is closed after."""
     port = free_udp_port(SERVER)
-    r = await reflector.start(SERVER, [port], rate=5, burst=10)
+    r = await reflector.start(SERVER, [port], rate=rate, burst=burst)
     a, b = Client(CLIENT), Client(OTHER_CLIENT)
-    loop = asyncio.get_running_loop()
     try:
         await a.get_cookie(port)
         await b.get_cookie(port)
+        yield r, port, a, b
+    finally:
+        r.close()
+        a.close()
+        b.close()
+
+
+async def test_loopback_rate_limit_per_source() -> None:
+    loop = asyncio.get_running_loop()
+    async with two_clients(rate=5, burst=10) as (r, port, a, b):
         for _ in range(100):
             await loop.sock_sendto(a.sock, a.mark(b"x" * 50), (SERVER, port))
         await asyncio.sleep(0.3)
@@ -401,10 +418,6 @@ async def test_loopback_rate_limit_per_source() -> None:
             await loop.sock_sendto(a.sock, a.mark(b"x" * 50), (SERVER, port))
         await asyncio.sleep(0.3)
         assert 4 <= len(a.drain()) <= 8
-    finally:
-        r.close()
-        a.close()
-        b.close()
 
 
 # --- forged sources on loopback (raw IPv4) ---------------------------------------------
@@ -509,49 +522,42 @@ async def test_ten_thousand_forged_sources_do_not_evict_a_real_client() -> None:
     client is still echoed, and what the forged sources got is within the global
     budget."""
     raw = raw_sender()
-    port = free_udp_port(SERVER)
-    r = await reflector.start(SERVER, [port], rate=0.001, burst=10)
-    client, other = Client(CLIENT), Client(OTHER_CLIENT)
     loop = asyncio.get_running_loop()
     try:
-        await client.get_cookie(port)
-        await other.get_cookie(port)
-        for _ in range(10):
-            data = client.mark(random_bytes(64))
-            assert await client.exchange(data, port) == data
-        assert await client.exchange(client.mark(random_bytes(64)), port, 0.3) is None
-        assert len(r.limiter) == 1
-        stolen = client.mark(random_bytes(64))
-        t0 = loop.time()
-        received_before = r.stats.received
-        kinds = [reflector.hello(), stun.binding_request().encode(fingerprint=True),
-                 random_bytes(64), stolen]
-        for i in range(10_000):
-            src = (f"127.1.{i // 250}.{i % 250 + 1}", 1024 + i)
-            forge(raw, src, (SERVER, port), kinds[i % 4])
-            if i % 50 == 49:  # let the reflector read its socket (a full buffer drops)
-                until = time.monotonic() + 2
-                while (r.stats.received - received_before < i + 1
-                       and time.monotonic() < until):
-                    await asyncio.sleep(0)
-        deadline = time.monotonic() + 10
-        while r.stats.received - received_before < 10_000 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert r.stats.received - received_before == 10_000, "the forged datagrams were lost"
-        elapsed = loop.time() - t0
-        assert len(r.limiter) == 1  # no forged source has any state
-        assert await client.exchange(client.mark(random_bytes(64)), port, 0.3) is None
-        data = other.mark(random_bytes(64))
-        assert await other.exchange(data, port) == data
-        assert len(r.limiter) == 2
-        assert r.stats.echoed == 11
-        budget = reflector.UNPROVEN_BURST + reflector.UNPROVEN_RATE * (elapsed + 1)
-        assert r.stats.cookies + r.stats.stun_answered <= budget + 2
+        async with two_clients(rate=0.001, burst=10) as (r, port, client, other):
+            for _ in range(10):
+                data = client.mark(random_bytes(64))
+                assert await client.exchange(data, port) == data
+            assert await client.exchange(client.mark(random_bytes(64)), port, 0.3) is None
+            assert len(r.limiter) == 1
+            stolen = client.mark(random_bytes(64))
+            t0 = loop.time()
+            received_before = r.stats.received
+            kinds = [reflector.hello(), stun.binding_request().encode(fingerprint=True),
+                     random_bytes(64), stolen]
+            for i in range(10_000):
+                src = (f"127.1.{i // 250}.{i % 250 + 1}", 1024 + i)
+                forge(raw, src, (SERVER, port), kinds[i % 4])
+                if i % 50 == 49:  # let the reflector read its socket (a full buffer drops)
+                    until = time.monotonic() + 2
+                    while (r.stats.received - received_before < i + 1
+                           and time.monotonic() < until):
+                        await asyncio.sleep(0)
+            deadline = time.monotonic() + 10
+            while r.stats.received - received_before < 10_000 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert r.stats.received - received_before == 10_000, "the forged datagrams were lost"
+            elapsed = loop.time() - t0
+            assert len(r.limiter) == 1  # no forged source has any state
+            assert await client.exchange(client.mark(random_bytes(64)), port, 0.3) is None
+            data = other.mark(random_bytes(64))
+            assert await other.exchange(data, port) == data
+            assert len(r.limiter) == 2
+            assert r.stats.echoed == 11
+            budget = reflector.UNPROVEN_BURST + reflector.UNPROVEN_RATE * (elapsed + 1)
+            assert r.stats.cookies + r.stats.stun_answered <= budget + 2
     finally:
         raw.close()
-        client.close()
-        other.close()
-        r.close()
 
 
 def test_command_answers_and_logs_no_client_address() -> None:

@@ -19,7 +19,7 @@ from probe.model import Endpoint, Plan, RunConfig, Service
 from probe.runner import RunInfo, run_plan
 from probe.testing import CLIENT, FAKE_REFLECTOR, FakeNetwork
 from probe.verdicts import summarize
-from tests.helpers.checks import CALL_PORT, REFLECTOR, call_world, context
+from tests.helpers.checks import CALL_PORT, REFLECTOR, call_world, context, recorded_trials
 from tests.helpers.checks import run_call_check as run_check
 
 INFO = RunInfo(report_id="r1", start=datetime(2026, 12, 2, tzinfo=UTC))
@@ -377,12 +377,7 @@ THROTTLED_CONFIRMATION = [["b", "stun", 1, "ok"], ["b", "random", 2, "ok"],
 
 
 def _keys(flows: list[list]) -> dict:
-    kinds: dict[str, dict] = {}
-    for _, kind, _, result in flows:
-        k = kinds.setdefault(kind, {"sent": 0, "answered": 0, "rtt_s": []})
-        k["sent"] += 1
-        k["answered"] += result == "ok"
-    return {"failure": None, "trials": {"kinds": kinds, "flows": flows, "icmp": None},
+    return {"failure": None, "trials": recorded_trials(flows),
             "baseline": {"kinds": {"random": {"sent": 1, "answered": 1, "rtt_s": [0.01]}}},
             "main_pass": None}
 

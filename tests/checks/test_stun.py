@@ -12,7 +12,7 @@ import pytest
 from probe import failures, stun
 from probe import testing as T
 from probe.testing import FakeNetwork
-from tests.helpers.checks import CALL_PORT, REFLECTOR, SERVER, call_world
+from tests.helpers.checks import CALL_PORT, REFLECTOR, SERVER, call_world, recorded_trials
 from tests.helpers.checks import run_call_check as run_check
 
 
@@ -185,12 +185,7 @@ async def test_a_control_whose_port_is_blocked_for_all_is_still_udp_blocked() ->
 
 
 def _control(flows: list[list]) -> dict[str, Any]:
-    kinds: dict[str, dict] = {}
-    for _, kind, _, result in flows:
-        k = kinds.setdefault(kind, {"sent": 0, "answered": 0, "rtt_s": []})
-        k["sent"] += 1
-        k["answered"] += result == "ok"
-    return {"failure": None, "same_port": {"kinds": kinds, "flows": flows, "icmp": None},
+    return {"failure": None, "same_port": recorded_trials(flows),
             "baseline": {"kinds": {"random": {"sent": 2, "answered": 2, "rtt_s": []}}}}
 
 

@@ -59,6 +59,18 @@ async def resolving_check(net: Network, host: str,
     return keys
 
 
+def recorded_trials(flows: list[list[Any]]) -> dict[str, Any]:
+    """A :func:`probe.checks._trials.trials` result holding ``flows`` (``[phase, kind,
+    source port, result]``, as recorded in a lab run), with the per-kind counts they
+    make: for judging recorded trials again."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for _, kind, _, result in flows:
+        k = kinds.setdefault(kind, {"sent": 0, "answered": 0, "rtt_s": []})
+        k["sent"] += 1
+        k["answered"] += result == "ok"
+    return {"kinds": kinds, "flows": flows, "icmp": None}
+
+
 def seeded(host: str, address: str = "127.0.0.1") -> dict[str, DnsResult]:
     """A resolver seed: ``host`` already resolved to ``address`` (loopback servers)."""
     return {host: DnsResult([address], None, {"failure": None, "addresses": [address]})}
